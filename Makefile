@@ -1,0 +1,47 @@
+# kube-job-launcher: the commands a developer and CI use. `make help` lists them.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+NAMESPACE ?= default
+LAUNCHER_ARGS ?=
+
+.PHONY: help
+help: ## List the targets
+	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: dev-up ## Start the local control plane and SQS, load the example template, run the launcher
+	@source .local/dev.env && \
+	  kubectl create configmap job-template-cm -n $(NAMESPACE) \
+	    --from-file=job-template.yaml=deploy/helm/kube-job-launcher/files/job-template.yaml \
+	    --dry-run=client -o yaml | kubectl apply -f - >/dev/null && \
+	  cargo run --release --locked -- serve --namespace $(NAMESPACE) $(LAUNCHER_ARGS)
+
+.PHONY: test
+test: ## Start what is missing, then fmt, clippy and every test (stops what it started)
+	@hack/test.sh
+
+.PHONY: dev-up
+dev-up: ## Build (first time only) and start etcd, kube-apiserver, controllers, kwok nodes and SQS
+	@hack/dev-up.sh
+
+.PHONY: dev-down
+dev-down: ## Stop every process dev-up started
+	@hack/dev-down.sh
+
+.PHONY: dev-clean
+dev-clean: dev-down ## Stop, then delete the local cluster's data (keeps built binaries)
+	@rm -rf .local/etcd .local/logs .local/run .local/pki .local/kubeconfig .local/dev.env .local/kwok
+
+.PHONY: tools
+tools: ## Build the control plane binaries only
+	@hack/build-tools.sh
+
+.PHONY: build
+build: ## Build the launcher (release)
+	cargo build --release --locked
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings

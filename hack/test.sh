@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make test`: starts the local control plane and SQS (stopping them again at the end if this run
+# started them), then checks formatting and lints, then runs every test.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+source "$HACK_DIR/procs.sh"
+cd "$ROOT_DIR"
+
+was_up=true
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok sqs; do
+  proc_running "$name" || was_up=false
+done
+if ! $was_up; then
+  trap '"$HACK_DIR/dev-down.sh"' EXIT
+fi
+"$HACK_DIR/dev-up.sh"
+# shellcheck source=/dev/null
+source "$LOCAL_DIR/dev.env"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+log "cargo test"
+cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-4}"
+log "all tests passed"

@@ -1,0 +1,8 @@
+//! kube-job-launcher: turns HTTP requests and SQS messages into Kubernetes Jobs.
+//!
+//! The binary's entry point is `main.rs`; everything else lives here so that integration tests
+//! can build and run the real application.
+
+pub mod app;
+pub mod config;
+pub mod telemetry;
