@@ -1,8 +1,19 @@
-//! The launcher application: built from its configuration, then run until stopped.
+//! The launcher application: built from its configuration (binding its ports, connecting to
+//! Kubernetes), then run until a shutdown signal.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use kube::Client;
+use tokio::{net::TcpListener, task::JoinSet};
 
-use crate::config::ServeArgs;
+use crate::{
+    config::{KubeArgs, ServeArgs},
+    http::{self, AppState, auth::TokenFile},
+    jobs::JobIndex,
+    launch::{LaunchSettings, Launcher},
+    telemetry::Metrics,
+    template::TemplateStore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -10,41 +21,129 @@ pub enum StartError {
     KubeConfig(#[source] kube::Error),
     #[error("cannot reach the Kubernetes API server: {0}")]
     KubeUnreachable(#[source] kube::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    TokenFile(#[from] http::auth::TokenFileError),
+    #[error(
+        "refusing to serve the API on {0} without auth: give --auth-token-file, listen on a loopback address, or pass --insecure-no-auth"
+    )]
+    NoAuth(SocketAddr),
+}
+
+/// A Kubernetes client (in-cluster config, else KUBECONFIG) and the namespace to work in: the
+/// flag's, else the in-cluster or kubeconfig default.
+pub async fn kube_client(args: &KubeArgs) -> Result<(Client, String), StartError> {
+    let config = kube::Config::infer().await.map_err(|e| StartError::KubeConfig(kube::Error::InferConfig(e)))?;
+    let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let client = Client::try_from(config).map_err(StartError::KubeConfig)?;
+    Ok((client, namespace))
 }
 
 pub struct Application {
+    api_listener: TcpListener,
+    admin_listener: TcpListener,
+    state: AppState,
     client: Client,
-    namespace: String,
+    store: TemplateStore,
+    index: JobIndex,
+    tokens: Option<TokenFile>,
+    grace: Duration,
 }
 
 impl Application {
-    /// Connects to Kubernetes; fails when the API server cannot be reached.
-    pub async fn build(args: ServeArgs) -> Result<Self, StartError> {
-        let config = kube::Config::infer()
-            .await
-            .map_err(|e| StartError::KubeConfig(kube::Error::InferConfig(e)))?;
-        let namespace = args.kube.namespace.unwrap_or_else(|| config.default_namespace.clone());
-        let client = Client::try_from(config).map_err(StartError::KubeConfig)?;
+    /// Binds both ports and checks that Kubernetes answers. Nothing runs until
+    /// [`run_until_stopped`](Self::run_until_stopped).
+    pub async fn build(args: ServeArgs, client: Client, namespace: String) -> Result<Self, StartError> {
+        let tokens = args.http.auth_token_file.as_deref().map(TokenFile::load).transpose()?;
+        if tokens.is_none() && !args.http.listen.ip().is_loopback() && !args.http.insecure_no_auth {
+            return Err(StartError::NoAuth(args.http.listen));
+        }
+        if tokens.is_none() {
+            tracing::warn!(listen = %args.http.listen, "the API has no auth");
+        }
         let version = client.apiserver_version().await.map_err(StartError::KubeUnreachable)?;
-        tracing::info!(
-            server = %version.git_version,
-            %namespace,
-            "connected to Kubernetes"
-        );
-        Ok(Self { client, namespace })
+        tracing::info!(server = %version.git_version, %namespace, "connected to Kubernetes");
+
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+        };
+        let api_listener = bind(args.http.listen).await?;
+        let admin_listener = bind(args.http.admin_listen).await?;
+
+        let metrics = Metrics::new();
+        let store = TemplateStore::new(&namespace, args.templates.config_maps.clone(), metrics.clone());
+        let index = JobIndex::new(&namespace);
+        let settings = LaunchSettings {
+            default_template: args.templates.default_template.clone(),
+            default_ttl_seconds: args.launch.default_ttl_seconds,
+            timeout: args.launch.launch_timeout,
+        };
+        let launcher =
+            Launcher::new(client.clone(), &namespace, store.clone(), index.clone(), settings, metrics.clone());
+        Ok(Self {
+            api_listener,
+            admin_listener,
+            state: AppState { launcher, metrics },
+            client,
+            store,
+            index,
+            tokens,
+            grace: args.http.shutdown_grace,
+        })
     }
 
-    pub fn namespace(&self) -> &str {
-        &self.namespace
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Runs until `shutdown` resolves.
-    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()>) {
-        shutdown.await;
+    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish
+    /// within the grace period, and returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let mut background = JoinSet::new();
+        background.spawn(self.store.clone().run(self.client.clone()));
+        background.spawn(self.index.clone().run(self.client.clone()));
+        if let Some(tokens) = self.tokens.clone() {
+            background.spawn(tokens.watch());
+        }
+
+        let (api_addr, admin_addr) = (self.api_addr(), self.admin_addr());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        let api = axum::serve(self.api_listener, http::api_router(self.state.clone(), self.tokens.clone()))
+            .with_graceful_shutdown(stopped());
+        let admin =
+            axum::serve(self.admin_listener, http::admin::router(self.state.clone())).with_graceful_shutdown(stopped());
+        tracing::info!(api = %api_addr, admin = %admin_addr, "serving");
+        let servers = async move {
+            let (a, b) = tokio::join!(api.into_future(), admin.into_future());
+            for result in [a, b] {
+                if let Err(error) = result {
+                    tracing::error!(%error, "server failed");
+                }
+            }
+        };
+        let mut servers = std::pin::pin!(servers);
+        tokio::select! {
+            () = &mut servers => {}
+            () = shutdown => {
+                tracing::info!(grace = ?self.grace, "shutting down: no new connections; finishing in-flight requests");
+                let _ = stop_tx.send(true);
+                if tokio::time::timeout(self.grace, &mut servers).await.is_err() {
+                    tracing::warn!("in-flight requests did not finish within the grace period");
+                }
+            }
+        }
+        background.shutdown().await;
         tracing::info!("stopped");
     }
 }

@@ -1,4 +1,7 @@
-//! Command-line flags, each with an environment fallback under the prefix `JOB_LAUNCHER_`.
+//! Command-line flags, each with an environment fallback under the prefix `JOB_LAUNCHER_`, one
+//! struct per subsystem.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -15,23 +18,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the launcher service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Print the HTTP API's OpenAPI document.
+    Openapi,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// Log filter, in tracing's EnvFilter syntax (e.g. `info,kube=warn`).
-    #[arg(long, env = "JOB_LAUNCHER_LOG", default_value = "info", global = true)]
+    #[arg(long = "log", env = "JOB_LAUNCHER_LOG", default_value = "info", global = true)]
     pub log_filter: String,
 
     /// Log format.
-    #[arg(long, env = "JOB_LAUNCHER_LOG_FORMAT", value_enum, default_value = "plain", global = true)]
+    #[arg(long, env = "JOB_LAUNCHER_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    Plain,
+    Text,
     Json,
 }
 
@@ -39,12 +44,116 @@ pub enum LogFormat {
 pub struct ServeArgs {
     #[command(flatten)]
     pub kube: KubeArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub templates: TemplateArgs,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Kubernetes")]
 pub struct KubeArgs {
-    /// Namespace the launcher works in: its templates, and the Jobs it creates. Defaults to the
-    /// namespace of the in-cluster service account, else the kubeconfig context's namespace.
+    /// Namespace of the templates and of the Jobs the launcher creates. Defaults to the
+    /// in-cluster service account's namespace, else the kubeconfig context's, else `default`.
     #[arg(long, env = "JOB_LAUNCHER_NAMESPACE")]
     pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "HTTP")]
+pub struct HttpArgs {
+    /// Address of the API.
+    #[arg(long, env = "JOB_LAUNCHER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Address of /healthz, /readyz and /metrics (no auth).
+    #[arg(long, env = "JOB_LAUNCHER_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// File of bearer tokens the API accepts, one per line; re-read when it changes.
+    #[arg(long, env = "JOB_LAUNCHER_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Serve the API without auth on a non-loopback address.
+    #[arg(long, env = "JOB_LAUNCHER_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "JOB_LAUNCHER_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Templates")]
+pub struct TemplateArgs {
+    /// ConfigMap holding templates (repeatable); each `.yaml`, `.yml` or `.json` key is one.
+    #[arg(
+        long = "template-configmap",
+        env = "JOB_LAUNCHER_TEMPLATE_CONFIGMAP",
+        value_delimiter = ',',
+        default_value = "job-template-cm"
+    )]
+    pub config_maps: Vec<String>,
+
+    /// Template for requests that name none.
+    #[arg(long, env = "JOB_LAUNCHER_DEFAULT_TEMPLATE", default_value = "job-template")]
+    pub default_template: String,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Launch")]
+pub struct LaunchArgs {
+    /// ttlSecondsAfterFinished for Jobs whose template sets none.
+    #[arg(long, env = "JOB_LAUNCHER_DEFAULT_TTL_SECONDS", default_value_t = 3600)]
+    pub default_ttl_seconds: i64,
+
+    /// How long one launch may take, retries of transient API errors included.
+    #[arg(long, env = "JOB_LAUNCHER_LAUNCH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub launch_timeout: Duration,
+}
+
+/// A duration such as `250ms`, `10s`, `5m` or `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 500ms, 10s, 5m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn the_cli_parses_with_its_defaults() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["kube-job-launcher", "serve", "--template-configmap", "a,b"]).expect("parse");
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        assert_eq!(args.templates.config_maps, vec!["a", "b"]);
+        assert_eq!(args.http.listen.port(), 8080);
+        assert_eq!(args.launch.launch_timeout, Duration::from_secs(10));
+    }
 }

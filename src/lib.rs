@@ -5,4 +5,10 @@
 
 pub mod app;
 pub mod config;
+pub mod error;
+pub mod http;
+pub mod jobs;
+pub mod keys;
+pub mod launch;
 pub mod telemetry;
+pub mod template;

@@ -2,9 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kube_job_launcher::{
-    app::Application,
+    app::{Application, kube_client},
     config::{Cli, Command},
-    telemetry,
+    http, telemetry,
 };
 
 #[tokio::main]
@@ -12,13 +12,29 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logging(&cli.log);
     match cli.command {
-        Command::Serve(args) => match Application::build(args).await {
-            Ok(app) => {
-                app.run_until_stopped(shutdown_signal()).await;
+        Command::Serve(args) => {
+            let started = async {
+                let (client, namespace) = kube_client(&args.kube).await?;
+                Application::build(*args, client, namespace).await
+            };
+            match started.await {
+                Ok(app) => {
+                    app.run_until_stopped(shutdown_signal()).await;
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot start");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Openapi => match serde_json::to_string_pretty(&http::openapi()) {
+            Ok(json) => {
+                println!("{json}");
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                tracing::error!(%error, "cannot start");
+                eprintln!("cannot encode the OpenAPI document: {error}");
                 ExitCode::FAILURE
             }
         },
@@ -48,7 +64,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
     }
 }

@@ -1,5 +1,10 @@
-//! Logging set-up.
+//! Logging set-up and the Prometheus metrics every part of the launcher reports to.
 
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::{LogArgs, LogFormat};
@@ -12,11 +17,117 @@ pub fn init_logging(args: &LogArgs) {
         Err(error) => (EnvFilter::new("info"), Some(error)),
     };
     let registry = tracing_subscriber::registry().with(filter);
-    match args.log_format {
-        LogFormat::Plain => registry.with(fmt::layer()).init(),
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).init(),
-    }
+    // A second initialisation (tests start several applications in one process) is harmless.
+    let _ = match args.log_format {
+        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
+    };
     if let Some(error) = filter_error {
         tracing::warn!(filter = %args.log_filter, %error, "invalid log filter; using `info`");
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaunchLabels {
+    pub source: String,
+    pub template: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TemplateLabels {
+    pub template: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: String,
+}
+
+/// Every metric the launcher exports, registered once. Cheap to clone: the metrics are shared.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: std::sync::Arc<Registry>,
+    pub launches: Family<LaunchLabels, Counter>,
+    pub launch_duration: Family<SourceLabels, Histogram>,
+    pub jobs: Family<StateLabels, Gauge>,
+    pub template_reloads: Family<OutcomeLabels, Counter>,
+    pub template_valid: Family<TemplateLabels, Gauge>,
+    pub http_requests: Family<HttpLabels, Counter>,
+}
+
+fn latency_buckets() -> Histogram {
+    // 1 ms to about 16 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("job_launcher");
+        let launches = Family::<LaunchLabels, Counter>::default();
+        registry.register("launches", "Launch attempts by source, template and outcome", launches.clone());
+        let launch_duration =
+            Family::<SourceLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
+        registry.register(
+            "launch_duration_seconds",
+            "Time from a launch request to its Job existing",
+            launch_duration.clone(),
+        );
+        let jobs = Family::<StateLabels, Gauge>::default();
+        registry.register("jobs", "Jobs managed by the launcher, by state", jobs.clone());
+        let template_reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "template_reloads",
+            "Template changes seen, by outcome (valid, invalid, removed)",
+            template_reloads.clone(),
+        );
+        let template_valid = Family::<TemplateLabels, Gauge>::default();
+        registry.register(
+            "template_valid",
+            "1 when a template's latest version is valid, 0 when it is not",
+            template_valid.clone(),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by method, route and status", http_requests.clone());
+        Self {
+            registry: std::sync::Arc::new(registry),
+            launches,
+            launch_duration,
+            jobs,
+            template_reloads,
+            template_valid,
+            http_requests,
+        }
+    }
+
+    /// The metrics in Prometheus's text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
     }
 }

@@ -60,10 +60,7 @@ async fn wait_for_condition(jobs: &Api<Job>, name: &str, type_: &str, timeout: D
 }
 
 async fn pods_of(pods: &Api<Pod>, job: &str) -> Vec<Pod> {
-    pods.list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await
-        .expect("list pods")
-        .items
+    pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await.expect("list pods").items
 }
 
 #[tokio::test]

@@ -26,10 +26,7 @@ pub fn kubeconfig_path() -> PathBuf {
 pub async fn client() -> Client {
     let path = kubeconfig_path();
     let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
-        panic!(
-            "no local control plane: cannot read {} ({e}). Start it with `make dev-up`.",
-            path.display()
-        )
+        panic!("no local control plane: cannot read {} ({e}). Start it with `make dev-up`.", path.display())
     });
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -123,10 +120,7 @@ pub fn random_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default(),
     );
     let mut n = hasher.finish();
     let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";

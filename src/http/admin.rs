@@ -1,0 +1,49 @@
+//! The admin port: liveness, readiness and metrics. No auth: keep it off the public network.
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+use super::{AppState, error::AppError};
+use crate::telemetry::StateLabels;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// 200 once the Job and pod watches have synced and the templates are loaded; 503 naming what is
+/// still missing until then.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let waiting = state.not_ready();
+    if waiting.is_empty() {
+        "ready".into_response()
+    } else {
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            format!("waiting for: {}", waiting.join(", ")),
+        )
+        .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    for (job_state, count) in state.launcher.jobs().count_by_state() {
+        state.metrics.jobs.get_or_create(&StateLabels { state: job_state.as_str().into() }).set(count as i64);
+    }
+    let mut response = state.metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,242 @@
+//! `/v1/jobs`: launch, get, list, cancel, logs; and the original launcher's `GET /launchjob`.
+
+use axum::{
+    Json as JsonBody,
+    body::Body,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use kube::{
+    Api,
+    api::{DeleteParams, PropagationPolicy},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AppState, RequestId,
+    error::{AppError, Problem},
+    extract::{Json, Path, QueryPairs},
+};
+use crate::{
+    error::Error,
+    jobs::{JobState, JobView, index::ListFilter, logs::LogOptions},
+    launch::{LaunchRequest, Launched, Origin, Source},
+};
+
+/// A page of Jobs, newest first.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub items: Vec<JobView>,
+    /// Pass as `continue` to get the next page; absent on the last page.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
+}
+
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+pub const MAX_LIST_LIMIT: usize = 1000;
+/// The header the CLI sets, so its Jobs say they came from the CLI.
+pub const SOURCE_HEADER: &str = "x-job-launcher-source";
+
+fn origin_from(headers: &HeaderMap, request_id: &RequestId) -> Result<Origin, AppError> {
+    let source = match headers.get(SOURCE_HEADER).map(|v| v.to_str().unwrap_or_default()) {
+        None | Some("http") => Source::Http,
+        Some("cli") => Source::Cli,
+        Some(other) => return Err(AppError::bad_request(format!("{SOURCE_HEADER}: {other:?} is not http or cli"))),
+    };
+    Ok(Origin { request_id: Some(request_id.0.clone()), ..Origin::new(source) })
+}
+
+/// Launch a Job from a template.
+///
+/// With an idempotency key (the `Idempotency-Key` header or `idempotencyKey`), a repeated
+/// identical request answers the Job the first one created, with 200.
+#[utoipa::path(
+    post, path = "/v1/jobs", tag = "jobs",
+    request_body = LaunchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the launch idempotent")),
+    responses(
+        (status = 201, description = "Job created", body = JobView, headers(("Location" = String, description = "The Job's URL"))),
+        (status = 200, description = "An identical earlier request created this Job", body = JobView),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown template", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Kubernetes unreachable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn launch(
+    State(state): State<AppState>,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    Json(mut request): Json<LaunchRequest>,
+) -> Result<Response, AppError> {
+    if let Some(header_key) = headers.get("idempotency-key") {
+        let header_key =
+            header_key.to_str().map_err(|_| AppError::bad_request("Idempotency-Key: not visible ASCII"))?.to_string();
+        match &request.idempotency_key {
+            Some(body_key) if *body_key != header_key => {
+                return Err(AppError::bad_request("the Idempotency-Key header and idempotencyKey differ"));
+            }
+            _ => request.idempotency_key = Some(header_key),
+        }
+    }
+    let origin = origin_from(&headers, &request_id)?;
+    let launched = state.launcher.launch(&request, &origin).await?;
+    Ok(launched_response(launched))
+}
+
+fn launched_response(launched: Launched) -> Response {
+    match launched {
+        Launched::Created(view) => {
+            let location = format!("/v1/jobs/{}", view.name);
+            let mut response = (StatusCode::CREATED, JsonBody(view)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, v);
+            }
+            response
+        }
+        Launched::Existing(view) => (StatusCode::OK, JsonBody(view)).into_response(),
+    }
+}
+
+/// A Job the launcher manages.
+#[utoipa::path(
+    get, path = "/v1/jobs/{name}", tag = "jobs",
+    params(("name" = String, Path, description = "The Job's name")),
+    responses(
+        (status = 200, body = JobView),
+        (status = 404, description = "No such Job managed by the launcher", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_job(State(state): State<AppState>, Path(name): Path<String>) -> Result<JsonBody<JobView>, AppError> {
+    state.job_view(&name).map(JsonBody).ok_or_else(|| Error::JobNotFound(name).into())
+}
+
+/// The Jobs the launcher manages, newest first, a page at a time.
+#[utoipa::path(
+    get, path = "/v1/jobs", tag = "jobs",
+    params(
+        ("template" = Option<String>, Query, description = "Only this template's Jobs"),
+        ("state" = Option<JobState>, Query, description = "Only Jobs in this state"),
+        ("label" = Option<Vec<String>>, Query, description = "`key=value`; repeat or separate with commas; all must match"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000, default 100"),
+        ("continue" = Option<String>, Query, description = "The previous page's `continue` token"),
+    ),
+    responses(
+        (status = 200, body = JobList),
+        (status = 400, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_jobs(State(state): State<AppState>, query: QueryPairs) -> Result<JsonBody<JobList>, AppError> {
+    query.only(&["template", "state", "label", "limit", "continue"])?;
+    let limit = query.parse::<usize>("limit")?.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(AppError::bad_request(format!("limit={limit}: between 1 and {MAX_LIST_LIMIT}")));
+    }
+    let mut labels = Vec::new();
+    for selector in query.all("label").flat_map(|v| v.split(',')).filter(|s| !s.is_empty()) {
+        let (k, v) = selector
+            .split_once('=')
+            .ok_or_else(|| AppError::bad_request(format!("label={selector:?}: want key=value")))?;
+        labels.push((k.to_string(), v.to_string()));
+    }
+    let filter = ListFilter {
+        template: query.get("template").map(String::from),
+        state: query.parse::<JobState>("state")?,
+        labels,
+        limit,
+        after: query.get("continue").map(String::from),
+    };
+    let page = state
+        .launcher
+        .jobs()
+        .list(&filter)
+        .map_err(|_| AppError::bad_request("continue: not a token this server gave out"))?;
+    let items = page.items.into_iter().map(|v| state.with_queue_position(v)).collect();
+    Ok(JsonBody(JobList { items, continue_token: page.next }))
+}
+
+/// Cancel a Job: deletes it and its pods (a queued Job leaves the queue).
+#[utoipa::path(
+    delete, path = "/v1/jobs/{name}", tag = "jobs",
+    params(("name" = String, Path, description = "The Job's name")),
+    responses(
+        (status = 202, description = "Deletion started; the Job as last seen", body = JobView),
+        (status = 404, description = "No such Job managed by the launcher", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Kubernetes unreachable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel_job(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, AppError> {
+    let view = state.job_view(&name).ok_or_else(|| Error::JobNotFound(name.clone()))?;
+    let api: Api<k8s_openapi::api::batch::v1::Job> =
+        Api::namespaced(state.launcher.client().clone(), state.launcher.namespace());
+    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+    match api.delete(&name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.is_not_found() => return Err(Error::JobNotFound(name).into()),
+        Err(e) => return Err(Error::from_kube(e).into()),
+    }
+    tracing::info!(job = %name, "cancelled");
+    Ok((StatusCode::ACCEPTED, JsonBody(view)).into_response())
+}
+
+/// The log of the Job's newest pod, as text; streamed while it runs with `follow=true`.
+#[utoipa::path(
+    get, path = "/v1/jobs/{name}/logs", tag = "jobs",
+    params(
+        ("name" = String, Path, description = "The Job's name"),
+        ("follow" = Option<bool>, Query, description = "Stream until the container ends"),
+        ("container" = Option<String>, Query, description = "The container, when the pod has several"),
+        ("tailLines" = Option<i64>, Query, description = "Only the last N lines"),
+    ),
+    responses(
+        (status = 200, description = "The log", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such Job managed by the launcher", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The Job has no pod yet", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn job_logs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: QueryPairs,
+) -> Result<Response, AppError> {
+    query.only(&["follow", "container", "tailLines"])?;
+    let tail_lines = query.parse::<i64>("tailLines")?;
+    if tail_lines.is_some_and(|n| n < 0) {
+        return Err(AppError::bad_request("tailLines: zero or more"));
+    }
+    let options =
+        LogOptions { follow: query.flag("follow")?, container: query.get("container").map(String::from), tail_lines };
+    let jobs = state.launcher.jobs();
+    let pod = jobs.read(|s| s.jobs.get(&name).map(|_| s.pods_of(&name).last().map(|p| p.name.clone())));
+    let pod = match pod {
+        None => return Err(Error::JobNotFound(name).into()),
+        Some(None) => return Err(Error::NoPod(name).into()),
+        Some(Some(pod)) => pod,
+    };
+    let stream =
+        crate::jobs::logs::pod_log(state.launcher.client().clone(), state.launcher.namespace(), &pod, &options).await?;
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    Ok(response)
+}
+
+/// The original launcher's route: launches the default template.
+#[utoipa::path(
+    get, path = "/launchjob", tag = "compatibility",
+    responses(
+        (status = 200, description = "`Job launched: <name>`", body = String, content_type = "text/plain"),
+        (status = 404, description = "The default template is not served", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Kubernetes unreachable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn launch_job_legacy(
+    State(state): State<AppState>,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+) -> Result<String, AppError> {
+    let origin = Origin { request_id: Some(request_id.0), ..Origin::new(Source::Http) };
+    let launched = state.launcher.launch(&LaunchRequest::default(), &origin).await?;
+    Ok(format!("Job launched: {}", launched.view().name))
+}

@@ -1,0 +1,183 @@
+//! The HTTP API (axum): routes, problem+json errors, auth, request ids, metrics and the OpenAPI
+//! document generated from the handlers.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod jobs;
+pub mod templates;
+
+use std::time::Instant;
+
+use axum::{
+    Json as JsonBody, Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderValue, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tracing::Instrument;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    jobs::JobView,
+    launch::{Launcher, naming::random_u64},
+    telemetry::{HttpLabels, Metrics},
+};
+use error::AppError;
+
+/// Request bodies above this get 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub launcher: Launcher,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// A managed Job's view, from the index.
+    pub fn job_view(&self, name: &str) -> Option<JobView> {
+        self.launcher.jobs().view(name).map(|v| self.with_queue_position(v))
+    }
+
+    /// Adds the queue position of a queued Job.
+    pub fn with_queue_position(&self, view: JobView) -> JobView {
+        view
+    }
+
+    /// What readiness still waits for; empty when ready.
+    pub fn not_ready(&self) -> Vec<&'static str> {
+        let mut waiting = Vec::new();
+        if !self.launcher.jobs().is_synced() {
+            waiting.push("the Job and pod watches to sync");
+        }
+        if !self.launcher.templates().is_synced() {
+            waiting.push("the template ConfigMaps to load");
+        }
+        waiting
+    }
+}
+
+/// The id of one request: the caller's `X-Request-Id` when it is sane, else a new one. It is
+/// logged with every line of the request and recorded on the Job the request creates.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+fn request_id_of(request: &Request) -> RequestId {
+    let given = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).filter(|v| {
+        !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    });
+    RequestId(given.map(String::from).unwrap_or_else(|| format!("{:016x}", random_u64())))
+}
+
+/// Gives each request an id and a span, logs its outcome, and counts it by route and status.
+async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id_of(&request);
+    let method = request.method().clone();
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!("request", request_id = %id.0, %method, path = %request.uri().path());
+    request.extensions_mut().insert(id.clone());
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.in_scope(|| {
+        tracing::debug!(status = status.as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "answered");
+    });
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels { method: method.to_string(), route, status: status.as_u16().to_string() })
+        .inc();
+    if let Ok(v) = HeaderValue::from_str(&id.0) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "kube-job-launcher",
+        description = "Turns requests into Kubernetes Jobs built from templates kept in ConfigMaps: exactly one Job per request, with status, logs and cancel. Errors are RFC 9457 problem+json."
+    ),
+    tags(
+        (name = "jobs", description = "Launch Jobs and follow them"),
+        (name = "templates", description = "The Job templates and dry-run rendering"),
+        (name = "compatibility", description = "The original Spring Boot launcher's route"),
+    ),
+    components(schemas(error::Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A token from the launcher's --auth-token-file"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(jobs::launch, jobs::list_jobs))
+        .routes(routes!(jobs::get_job, jobs::cancel_job))
+        .routes(routes!(jobs::job_logs))
+        .routes(routes!(templates::list_templates))
+        .routes(routes!(templates::get_template))
+        .routes(routes!(templates::render_template))
+        .routes(routes!(jobs::launch_job_legacy))
+}
+
+/// The OpenAPI document of the API, as served at `/openapi.json` and kept in `docs/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// The API router. With `tokens`, every route but `/openapi.json` needs a bearer token.
+pub fn api_router(state: AppState, tokens: Option<auth::TokenFile>) -> Router {
+    let (mut router, document) = api_routes().split_for_parts();
+    if let Some(tokens) = tokens {
+        router = router.route_layer(middleware::from_fn_with_state(tokens, auth::require_token));
+    }
+    let metrics = state.metrics.clone();
+    router
+        .route("/openapi.json", get(move || async move { JsonBody(document) }))
+        .fallback(|| async { AppError::not_found("no such route; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            AppError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not answer that method; see /openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(metrics, observe))
+}
+
+/// A problem answer for a status axum produced on its own.
+pub fn problem_for(status: StatusCode) -> Response {
+    AppError::new(status, "http-error", "HTTP error", status.canonical_reason().unwrap_or("error")).into_response()
+}

@@ -1,0 +1,249 @@
+//! What the launcher keeps of each Job and pod, and the Job's state derived from it.
+//!
+//! Pure: plain structs, filled from Kubernetes objects by the index.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+/// The lifecycle of a launched Job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Suspended by the launcher, waiting for admission.
+    Queued,
+    /// Admitted; no pod is running yet.
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [Self::Queued, Self::Pending, Self::Running, Self::Succeeded, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown state {s:?} (states: queued, pending, running, succeeded, failed)"))
+    }
+}
+
+/// A Job's terminal condition, as its controller reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub succeeded: bool,
+    pub at: Option<Timestamp>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+/// What the launcher keeps of one Job: only what its views, lists, admission and metrics need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+    pub template: String,
+    pub source: String,
+    pub priority: i32,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub sqs_queue: Option<String>,
+    pub created_at: Option<Timestamp>,
+    /// When the Job entered the queue (the annotation), else its creation.
+    pub queued_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub suspended: bool,
+    /// The launcher's queued label: suspended by the launcher, not by someone else.
+    pub queued_label: bool,
+    pub deleting: bool,
+    /// Pods the Job controller counts as active (pending or running).
+    pub active: i32,
+    pub ready: i32,
+    pub finished: Option<Finished>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the launcher keeps of one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRecord {
+    pub name: String,
+    pub job: String,
+    pub phase: String,
+    pub node: Option<String>,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub created_at: Option<Timestamp>,
+}
+
+impl PodRecord {
+    pub fn is_running(&self) -> bool {
+        self.phase == "Running"
+    }
+}
+
+impl JobRecord {
+    /// The Job's state, from its conditions, its suspension and its pods.
+    pub fn state(&self, pods: &[&PodRecord]) -> JobState {
+        if let Some(finished) = &self.finished {
+            return if finished.succeeded { JobState::Succeeded } else { JobState::Failed };
+        }
+        if self.suspended {
+            return JobState::Queued;
+        }
+        if self.ready > 0 || pods.iter().any(|p| p.is_running()) { JobState::Running } else { JobState::Pending }
+    }
+
+    /// Admitted and not finished: what counts against an admission cap.
+    pub fn is_active(&self) -> bool {
+        !self.suspended && self.finished.is_none() && !self.deleting
+    }
+
+    /// When it finished, if it has.
+    pub fn finished_at(&self) -> Option<Timestamp> {
+        self.finished.as_ref().and_then(|f| f.at)
+    }
+
+    /// A line on why it is in its state: the controller's message, or the failing pod's reason.
+    pub fn message(&self, pods: &[&PodRecord]) -> Option<String> {
+        if let Some(f) = &self.finished {
+            let failing = pods.iter().find(|p| p.exit_code.is_some_and(|c| c != 0));
+            return match (f.succeeded, failing) {
+                (false, Some(pod)) => Some(format!(
+                    "{}; pod {} exited with code {}",
+                    f.message.as_deref().or(f.reason.as_deref()).unwrap_or("failed"),
+                    pod.name,
+                    pod.exit_code.unwrap_or_default()
+                )),
+                _ => f.message.clone().or_else(|| f.reason.clone()),
+            };
+        }
+        if self.suspended {
+            return Some("waiting for admission".into());
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn record(name: &str) -> JobRecord {
+        JobRecord {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            resource_version: "1".into(),
+            template: "t".into(),
+            source: "http".into(),
+            priority: 0,
+            idempotency_key: None,
+            request_hash: None,
+            sqs_queue: None,
+            created_at: None,
+            queued_at: None,
+            started_at: None,
+            suspended: false,
+            queued_label: false,
+            deleting: false,
+            active: 0,
+            ready: 0,
+            finished: None,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn pod(name: &str, phase: &str, exit_code: Option<i32>) -> PodRecord {
+        PodRecord {
+            name: name.into(),
+            job: "j".into(),
+            phase: phase.into(),
+            node: Some("kwok-node-0".into()),
+            exit_code,
+            reason: None,
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn a_new_job_without_pods_is_pending() {
+        assert_eq!(record("j").state(&[]), JobState::Pending);
+        let p = pod("p", "Pending", None);
+        assert_eq!(record("j").state(&[&p]), JobState::Pending);
+    }
+
+    #[test]
+    fn a_suspended_job_is_queued_and_not_active() {
+        let mut r = record("j");
+        r.suspended = true;
+        assert_eq!(r.state(&[]), JobState::Queued);
+        assert!(!r.is_active());
+        assert_eq!(r.message(&[]).as_deref(), Some("waiting for admission"));
+    }
+
+    #[test]
+    fn a_running_pod_or_a_ready_count_makes_it_running() {
+        let p = pod("p", "Running", None);
+        assert_eq!(record("j").state(&[&p]), JobState::Running);
+        let mut r = record("j");
+        r.ready = 1;
+        assert_eq!(r.state(&[]), JobState::Running, "the Job's status is enough when pods are not known yet");
+    }
+
+    #[test]
+    fn conditions_decide_success_and_failure_over_everything_else() {
+        let mut r = record("j");
+        r.suspended = true;
+        r.finished = Some(Finished { succeeded: true, at: None, reason: None, message: None });
+        assert_eq!(r.state(&[]), JobState::Succeeded);
+        assert!(!r.is_active());
+        r.finished = Some(Finished {
+            succeeded: false,
+            at: None,
+            reason: Some("BackoffLimitExceeded".into()),
+            message: Some("Job has reached the specified backoff limit".into()),
+        });
+        let p = pod("p", "Failed", Some(3));
+        assert_eq!(r.state(&[&p]), JobState::Failed);
+        assert_eq!(
+            r.message(&[&p]).as_deref(),
+            Some("Job has reached the specified backoff limit; pod p exited with code 3")
+        );
+    }
+
+    #[test]
+    fn a_running_job_that_is_being_deleted_no_longer_counts_as_active() {
+        let mut r = record("j");
+        assert!(r.is_active());
+        r.deleting = true;
+        assert!(!r.is_active());
+    }
+
+    #[test]
+    fn states_parse_from_their_names_only() {
+        for s in JobState::ALL {
+            assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
+        }
+        assert!("Running".parse::<JobState>().is_err());
+    }
+}

@@ -1,0 +1,368 @@
+//! Launching: a [`LaunchRequest`] becomes exactly one Job. The Job's name is derived from the
+//! request's idempotency key, so a retried or duplicated request finds the Job its first attempt
+//! created instead of creating a second one.
+
+pub mod manifest;
+pub mod naming;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::{Api, Client, api::PostParams};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::{
+    error::{Error, Result, is_transient_kube_error},
+    jobs::{JobIndex, JobView, index::job_record},
+    keys,
+    telemetry::{LaunchLabels, Metrics, SourceLabels},
+    template::{ParamValue, RenderInput, Template, TemplateLookup, TemplateStore},
+};
+pub use manifest::JobIdentity;
+
+/// What a caller asks for. JSON, camelCase; unknown fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LaunchRequest {
+    /// The template to launch; the launcher's default template when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Environment variables for the template's first container (or those it names).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Values for the template's declared parameters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, ParamValue>,
+    /// Labels for the Job and its pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Higher is admitted first when Jobs queue under a cap.
+    #[serde(default)]
+    pub priority: i32,
+    /// Makes the launch idempotent: the same key and request always name the same Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Http,
+    Sqs,
+    Cli,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Sqs => "sqs",
+            Self::Cli => "cli",
+        }
+    }
+}
+
+/// Facts about a request that are recorded on its Job but are not part of what it asks for.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub source: Source,
+    pub request_id: Option<String>,
+    pub sqs_message_id: Option<String>,
+    pub sqs_queue: Option<String>,
+    pub requested_by: Option<String>,
+}
+
+impl Origin {
+    pub fn new(source: Source) -> Self {
+        Self { source, request_id: None, sqs_message_id: None, sqs_queue: None, requested_by: None }
+    }
+}
+
+/// The outcome of a launch.
+#[derive(Debug, Clone)]
+pub enum Launched {
+    /// This request created the Job.
+    Created(JobView),
+    /// An earlier identical request created it; nothing new was made.
+    Existing(JobView),
+}
+
+impl Launched {
+    pub fn view(&self) -> &JobView {
+        match self {
+            Self::Created(v) | Self::Existing(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LaunchSettings {
+    pub default_template: String,
+    pub default_ttl_seconds: i64,
+    /// How long one launch may take, retries included.
+    pub timeout: Duration,
+}
+
+/// Longest idempotency key accepted; it is kept in an annotation.
+pub const MAX_KEY_LEN: usize = 256;
+
+struct Inner {
+    client: Client,
+    namespace: String,
+    templates: TemplateStore,
+    jobs: JobIndex,
+    settings: LaunchSettings,
+    metrics: Metrics,
+}
+
+/// Turns requests into Jobs. Shared by every source (HTTP, SQS, CLI); cheap to clone.
+#[derive(Clone)]
+pub struct Launcher {
+    inner: Arc<Inner>,
+}
+
+/// A request made ready to create: its name, manifest and fingerprint.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub name: String,
+    pub template: String,
+    pub manifest: Value,
+    pub request_hash: String,
+    pub keyed: bool,
+}
+
+impl Launcher {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        templates: TemplateStore,
+        jobs: JobIndex,
+        settings: LaunchSettings,
+        metrics: Metrics,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { client, namespace: namespace.to_string(), templates, jobs, settings, metrics }) }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    pub fn templates(&self) -> &TemplateStore {
+        &self.inner.templates
+    }
+
+    pub fn jobs(&self) -> &JobIndex {
+        &self.inner.jobs
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    pub fn settings(&self) -> &LaunchSettings {
+        &self.inner.settings
+    }
+
+    /// The template a request names (or the default one), if it is served.
+    pub fn template_for(&self, request: &LaunchRequest) -> Result<Arc<Template>> {
+        let name = request.template.as_deref().unwrap_or(&self.inner.settings.default_template);
+        match self.inner.templates.lookup(name) {
+            TemplateLookup::Found(t) => Ok(t),
+            TemplateLookup::Invalid(error) => Err(Error::TemplateInvalid { name: name.to_string(), error }),
+            TemplateLookup::Missing(known) => Err(Error::UnknownTemplate {
+                name: name.to_string(),
+                known: if known.is_empty() { "none".into() } else { known.join(", ") },
+            }),
+        }
+    }
+
+    /// Everything short of creating: the template rendered and the Job named and labelled.
+    pub fn prepare(&self, request: &LaunchRequest, origin: &Origin) -> Result<Prepared> {
+        if let Some(key) = &request.idempotency_key
+            && (key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control))
+        {
+            return Err(Error::InvalidRequest(format!(
+                "idempotencyKey: 1 to {MAX_KEY_LEN} characters, no control characters"
+            )));
+        }
+        let template = self.template_for(request)?;
+        let mut manifest =
+            template.render(RenderInput { params: &request.params, env: &request.env, labels: &request.labels })?;
+        let suffix = match &request.idempotency_key {
+            Some(key) => naming::keyed_suffix(&self.inner.namespace, &template.name, key),
+            None => naming::random_suffix(),
+        };
+        let name = naming::job_name(&template.name, &suffix);
+        let request_hash = manifest::request_hash(&template.name, request);
+        let identity = JobIdentity {
+            name: &name,
+            template: &template.name,
+            origin,
+            priority: request.priority,
+            idempotency_key: request.idempotency_key.as_deref(),
+            request_hash: &request_hash,
+            ttl_seconds: template.ttl_seconds().unwrap_or(self.inner.settings.default_ttl_seconds),
+            queued_at: None,
+        };
+        manifest::apply_identity(&mut manifest, &identity);
+        Ok(Prepared {
+            name,
+            template: template.name.clone(),
+            manifest,
+            request_hash,
+            keyed: request.idempotency_key.is_some(),
+        })
+    }
+
+    /// Creates the request's Job, or finds the one an identical earlier request created.
+    pub async fn launch(&self, request: &LaunchRequest, origin: &Origin) -> Result<Launched> {
+        let started = Instant::now();
+        let template_label = request.template.clone().unwrap_or_else(|| self.inner.settings.default_template.clone());
+        let result = match self.prepare(request, origin) {
+            Ok(prepared) => self.create(prepared, request, origin, started + self.inner.settings.timeout).await,
+            Err(e) => Err(e),
+        };
+        let outcome = match &result {
+            Ok(Launched::Created(_)) => "created",
+            Ok(Launched::Existing(_)) => "existing",
+            Err(e) => e.metric_label(),
+        };
+        let metrics = &self.inner.metrics;
+        metrics
+            .launches
+            .get_or_create(&LaunchLabels {
+                source: origin.source.as_str().into(),
+                template: template_label,
+                outcome: outcome.into(),
+            })
+            .inc();
+        if result.is_ok() {
+            metrics
+                .launch_duration
+                .get_or_create(&SourceLabels { source: origin.source.as_str().into() })
+                .observe(started.elapsed().as_secs_f64());
+        }
+        match &result {
+            Ok(l) => {
+                tracing::info!(job = %l.view().name, outcome, source = origin.source.as_str(), request_id = origin.request_id.as_deref(), "launch")
+            }
+            Err(e) => {
+                tracing::info!(outcome, error = %e, source = origin.source.as_str(), request_id = origin.request_id.as_deref(), "launch refused")
+            }
+        }
+        result
+    }
+
+    async fn create(
+        &self,
+        mut prepared: Prepared,
+        request: &LaunchRequest,
+        origin: &Origin,
+        deadline: Instant,
+    ) -> Result<Launched> {
+        let api: Api<Job> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
+        let mut backoff = Backoff::new(deadline);
+        // Set once a create may have reached the server without us hearing back.
+        let mut maybe_created = false;
+        loop {
+            let job: Job = serde_json::from_value(prepared.manifest.clone())
+                .map_err(|e| Error::JobRejected(format!("the rendered manifest is not a Job: {e}")))?;
+            match api.create(&PostParams::default(), &job).await {
+                Ok(created) => {
+                    self.inner.jobs.observe_created(&created);
+                    return Ok(Launched::Created(self.view_of(&created)));
+                }
+                Err(kube::Error::Api(status)) if status.is_already_exists() => {
+                    let Some(existing) = self.get_job(&api, &prepared.name, &mut backoff).await? else {
+                        // Deleted between our create and our read: try again.
+                        continue;
+                    };
+                    let managed =
+                        existing.metadata.labels.as_ref().and_then(|l| l.get(keys::MANAGED_BY)).map(String::as_str)
+                            == Some(keys::MANAGED_BY_VALUE);
+                    let hash = existing.metadata.annotations.as_ref().and_then(|a| a.get(keys::REQUEST_HASH));
+                    if !managed {
+                        return Err(Error::NameTaken(prepared.name));
+                    }
+                    if hash == Some(&prepared.request_hash) {
+                        self.inner.jobs.observe_created(&existing);
+                        let view = self.view_of(&existing);
+                        // Without a key the name was ours alone: finding it means our own earlier
+                        // attempt got through.
+                        return Ok(if maybe_created || !prepared.keyed {
+                            Launched::Created(view)
+                        } else {
+                            Launched::Existing(view)
+                        });
+                    }
+                    if prepared.keyed {
+                        return Err(Error::KeyReused {
+                            key: request.idempotency_key.clone().unwrap_or_default(),
+                            job: prepared.name,
+                        });
+                    }
+                    // A random name met another Job: pick another.
+                    prepared = self.prepare(request, origin)?;
+                }
+                Err(e) if is_transient_kube_error(&e) => {
+                    maybe_created = true;
+                    if !backoff.wait().await {
+                        return Err(Error::KubeUnavailable(e));
+                    }
+                }
+                Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
+                    return Err(Error::JobRejected(status.message.clone()));
+                }
+                Err(e) => return Err(Error::from_kube(e)),
+            }
+        }
+    }
+
+    async fn get_job(&self, api: &Api<Job>, name: &str, backoff: &mut Backoff) -> Result<Option<Job>> {
+        loop {
+            match api.get_opt(name).await {
+                Ok(job) => return Ok(job),
+                Err(e) if is_transient_kube_error(&e) => {
+                    if !backoff.wait().await {
+                        return Err(Error::KubeUnavailable(e));
+                    }
+                }
+                Err(e) => return Err(Error::from_kube(e)),
+            }
+        }
+    }
+
+    fn view_of(&self, job: &Job) -> JobView {
+        let name = job.metadata.name.clone().unwrap_or_default();
+        self.inner.jobs.view(&name).unwrap_or_else(|| {
+            let record = job_record(job).unwrap_or_else(|| crate::jobs::index::empty_record(&name));
+            JobView::new(&self.inner.namespace, &record, &[])
+        })
+    }
+}
+
+/// Exponential backoff with jitter, bounded by a deadline.
+pub struct Backoff {
+    next: Duration,
+    deadline: Instant,
+}
+
+impl Backoff {
+    pub fn new(deadline: Instant) -> Self {
+        Self { next: Duration::from_millis(50), deadline }
+    }
+
+    /// Sleeps before the next attempt; false when the deadline leaves no room for one.
+    pub async fn wait(&mut self) -> bool {
+        let jitter = Duration::from_millis(naming::random_u64() % 32);
+        let pause = self.next + jitter;
+        if Instant::now() + pause >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        self.next = (self.next * 2).min(Duration::from_secs(2));
+        true
+    }
+}

@@ -1,0 +1,134 @@
+//! Job names: `<template>-<suffix>`, at most 63 characters, a valid DNS label. The suffix comes
+//! from a hash of (namespace, template, idempotency key) when there is a key, so a retried request
+//! lands on the same name; else it is random.
+
+use sha2::{Digest, Sha256};
+
+/// Kubernetes limits the `job-name` label its controller puts on pods to 63 characters.
+pub const MAX_NAME_LEN: usize = 63;
+/// 12 base32 characters: 60 bits, so distinct keys do not meet by chance.
+pub const KEYED_SUFFIX_LEN: usize = 12;
+/// 10 base32 characters: 50 bits of randomness.
+pub const RANDOM_SUFFIX_LEN: usize = 10;
+
+const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+fn base32(bytes: &[u8], len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    let mut acc: u64 = 0;
+    let mut bits = 0;
+    for &b in bytes {
+        acc = (acc << 8) | u64::from(b);
+        bits += 8;
+        while bits >= 5 && out.len() < len {
+            bits -= 5;
+            out.push(BASE32[((acc >> bits) & 31) as usize] as char);
+        }
+        if out.len() == len {
+            break;
+        }
+    }
+    out
+}
+
+/// The suffix for an idempotency key; the same inputs always give the same suffix.
+pub fn keyed_suffix(namespace: &str, template: &str, key: &str) -> String {
+    let mut hasher = Sha256::new();
+    // Lengths first, so ("ab", "c") and ("a", "bc") hash differently.
+    for part in [namespace, template, key] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    base32(&hasher.finalize(), KEYED_SUFFIX_LEN)
+}
+
+/// 64 random bits from the operating system's generator.
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // The OS generator failing is not something to recover from; fall back to the clock so a
+    // name is still produced (a collision is then caught as AlreadyExists and retried).
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        bytes = (nanos as u64).to_be_bytes();
+    }
+    u64::from_be_bytes(bytes)
+}
+
+/// A random suffix.
+pub fn random_suffix() -> String {
+    base32(&random_u64().to_be_bytes(), RANDOM_SUFFIX_LEN)
+}
+
+/// `<template>-<suffix>`: the template's name made DNS-safe and shortened to fit 63 characters.
+pub fn job_name(template: &str, suffix: &str) -> String {
+    let room = MAX_NAME_LEN.saturating_sub(suffix.len() + 1);
+    let mut prefix: String = template
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .skip_while(|c| *c == '-')
+        .take(room)
+        .collect();
+    while prefix.ends_with('-') {
+        prefix.pop();
+    }
+    if prefix.is_empty() {
+        prefix.push_str("job");
+    }
+    format!("{prefix}-{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_dns_label(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    }
+
+    #[test]
+    fn keyed_names_are_deterministic_and_separate_namespaces_templates_and_keys() {
+        let a = keyed_suffix("ns", "tpl", "key-1");
+        assert_eq!(a, keyed_suffix("ns", "tpl", "key-1"));
+        assert_eq!(a.len(), KEYED_SUFFIX_LEN);
+        assert_ne!(a, keyed_suffix("ns", "tpl", "key-2"));
+        assert_ne!(a, keyed_suffix("ns2", "tpl", "key-1"));
+        assert_ne!(a, keyed_suffix("ns", "tpl2", "key-1"));
+        assert_ne!(keyed_suffix("a", "bc", "k"), keyed_suffix("ab", "c", "k"));
+    }
+
+    #[test]
+    fn random_suffixes_differ() {
+        let a = random_suffix();
+        assert_eq!(a.len(), RANDOM_SUFFIX_LEN);
+        assert_ne!(a, random_suffix());
+    }
+
+    #[test]
+    fn names_fit_63_characters_whatever_the_template_is_called() {
+        for template in
+            ["job-template", "x", &"very-long-template-name".repeat(10), "Weird_Name.v2", "--lead", "___", "ümlaut"]
+        {
+            for suffix in [keyed_suffix("ns", template, "k"), random_suffix()] {
+                let name = job_name(template, &suffix);
+                assert!(is_dns_label(&name), "{name:?} from {template:?}");
+                assert!(name.ends_with(&format!("-{suffix}")));
+            }
+        }
+        assert_eq!(job_name("job-template", "abc"), "job-template-abc");
+        assert_eq!(job_name("Weird_Name.v2", "abc"), "weird-name-v2-abc");
+        assert_eq!(job_name("___", "abc"), "job-abc");
+        assert_eq!(job_name(&"a".repeat(100), "abc").len(), 63);
+    }
+
+    #[test]
+    fn base32_uses_every_bit_in_order() {
+        assert_eq!(base32(&[0xff, 0xff], 3), "777");
+        assert_eq!(base32(&[0x00, 0x00], 3), "aaa");
+        assert_eq!(base32(&[0b0000_1000], 1), "b");
+    }
+}
