@@ -10,12 +10,15 @@ help: ## List the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: run
-run: dev-up ## Start the local control plane and SQS, load the example template, run the launcher
+run: dev-up ## Start the local control plane and SQS, load the example templates, run the launcher
 	@source .local/dev.env && \
 	  kubectl create configmap job-template-cm -n $(NAMESPACE) \
 	    --from-file=job-template.yaml=deploy/helm/kube-job-launcher/files/job-template.yaml \
+	    --from-file=greeting.yaml=examples/greeting.yaml \
 	    --dry-run=client -o yaml | kubectl apply -f - >/dev/null && \
-	  cargo run --release --locked -- serve --namespace $(NAMESPACE) $(LAUNCHER_ARGS)
+	  cargo build --release --locked && \
+	  exec target/release/kube-job-launcher serve --namespace $(NAMESPACE) \
+	    --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090 $(LAUNCHER_ARGS)
 
 .PHONY: test
 test: ## Start what is missing, then fmt, clippy and every test (stops what it started)
@@ -45,3 +48,7 @@ build: ## Build the launcher (release)
 lint: ## cargo fmt --check and clippy
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
+
+.PHONY: openapi
+openapi: ## Regenerate docs/openapi.json from the code
+	cargo run --quiet --locked -- openapi > docs/openapi.json

@@ -181,3 +181,14 @@ pub fn api_router(state: AppState, tokens: Option<auth::TokenFile>) -> Router {
 pub fn problem_for(status: StatusCode) -> Response {
     AppError::new(status, "http-error", "HTTP error", status.canonical_reason().unwrap_or("error")).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_committed_openapi_document_matches_the_code() {
+        let committed: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/openapi.json")).expect("docs/openapi.json is JSON");
+        let generated = serde_json::to_value(super::openapi()).expect("the document encodes");
+        assert!(committed == generated, "docs/openapi.json is out of date: run `make openapi` and commit the result");
+    }
+}

@@ -132,3 +132,137 @@ pub fn random_suffix() -> String {
         })
         .collect()
 }
+
+/// The launcher, started in-process on port 0 against the local control plane.
+pub struct TestApp {
+    pub base: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Starts the launcher working in `namespace` with the admin client, plus `args`.
+    pub async fn start(namespace: &str, args: &[&str]) -> Self {
+        Self::start_as(client().await, namespace, args).await
+    }
+
+    /// Starts the launcher with a client of the caller's (say, a ServiceAccount's).
+    pub async fn start_as(client: Client, namespace: &str, args: &[&str]) -> Self {
+        use clap::Parser;
+        let mut argv = vec!["kube-job-launcher", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        let cli = kube_job_launcher::config::Cli::try_parse_from(argv).expect("launcher arguments");
+        let kube_job_launcher::config::Command::Serve(serve) = cli.command else { panic!("serve command") };
+        let app = kube_job_launcher::app::Application::build(*serve, client, namespace.to_string())
+            .await
+            .expect("the launcher starts");
+        let base = format!("http://{}", app.api_addr());
+        let admin = format!("http://{}", app.admin_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Self { base, admin, http: reqwest::Client::new(), stop: Some(stop), task: Some(task) }
+    }
+
+    /// Waits for /readyz to answer 200.
+    pub async fn ready(self) -> Self {
+        let url = format!("{}/readyz", self.admin);
+        let http = self.http.clone();
+        wait_until(Duration::from_secs(30), "the launcher to be ready", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        self
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the launcher as SIGTERM would, and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Creates or replaces the ConfigMap `name` with `data` (key → text).
+pub async fn put_config_map(client: &Client, namespace: &str, name: &str, data: &[(&str, &str)]) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Patch, PatchParams};
+    let data: std::collections::BTreeMap<&str, &str> = data.iter().copied().collect();
+    let cm = serde_json::json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name }, "data": data });
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .patch(name, &PatchParams::apply("kube-job-launcher-tests").force(), &Patch::Apply(&cm))
+        .await
+        .unwrap_or_else(|e| panic!("apply ConfigMap {name}: {e}"));
+}
+
+/// The original launcher's template, as shipped in the chart.
+pub const SEED_TEMPLATE: &str = include_str!("../../deploy/helm/kube-job-launcher/files/job-template.yaml");
+/// The example template with parameters.
+pub const GREETING_TEMPLATE: &str = include_str!("../../examples/greeting.yaml");
+
+/// A client that acts as ServiceAccount `name` in `namespace`, bound to a Role with `rules`
+/// (JSON PolicyRules). Made with a TokenRequest, so it is exactly what a pod of that account gets.
+pub async fn service_account_client(namespace: &str, name: &str, rules: serde_json::Value) -> Client {
+    use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount, rbac::v1::RoleBinding};
+    let admin = client().await;
+    let pp = PostParams::default();
+    let sa: ServiceAccount = serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).expect("sa");
+    Api::<ServiceAccount>::namespaced(admin.clone(), namespace).create(&pp, &sa).await.expect("create ServiceAccount");
+    set_role(namespace, name, rules).await;
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
+        "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": namespace }]
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(admin.clone(), namespace).create(&pp, &binding).await.expect("create RoleBinding");
+    let request: TokenRequest =
+        serde_json::from_value(serde_json::json!({ "spec": { "audiences": [], "expirationSeconds": 3600 } }))
+            .expect("token request");
+    let token = Api::<ServiceAccount>::namespaced(admin, namespace)
+        .create_token_request(name, &pp, &request)
+        .await
+        .expect("token")
+        .status
+        .expect("token status")
+        .token
+        .expect("a token");
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).expect("kubeconfig");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+    config.auth_info = kube::config::AuthInfo { token: Some(secrecy::SecretString::from(token)), ..Default::default() };
+    Client::try_from(config).expect("service account client")
+}
+
+/// Creates or replaces Role `name` with `rules`.
+pub async fn set_role(namespace: &str, name: &str, rules: serde_json::Value) {
+    use k8s_openapi::api::rbac::v1::Role;
+    use kube::api::{Patch, PatchParams};
+    let role = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": { "name": name }, "rules": rules
+    });
+    Api::<Role>::namespaced(client().await, namespace)
+        .patch(name, &PatchParams::apply("kube-job-launcher-tests").force(), &Patch::Apply(&role))
+        .await
+        .expect("apply Role");
+}
