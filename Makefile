@@ -18,7 +18,8 @@ run: dev-up ## Start the local control plane and SQS, load the example templates
 	    --dry-run=client -o yaml | kubectl apply -f - >/dev/null && \
 	  cargo build --release --locked && \
 	  exec target/release/kube-job-launcher serve --namespace $(NAMESPACE) \
-	    --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090 $(LAUNCHER_ARGS)
+	    --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090 \
+	    $${SQS_QUEUE_URL:+--sqs-queue-url "$$SQS_QUEUE_URL"} $(LAUNCHER_ARGS)
 
 .PHONY: test
 test: ## Start what is missing, then fmt, clippy and every test (stops what it started)

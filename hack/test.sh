@@ -22,5 +22,8 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 log "cargo test"
-cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-4}"
+# Fault tests stop parts of the shared control plane: they run after the others, one at a time.
+cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-4}" --skip fault_
+log "cargo test: fault tests, one at a time"
+cargo test --locked --test faults -- --test-threads=1
 log "all tests passed"

@@ -1,16 +1,22 @@
 //! The launcher application: built from its configuration (binding its ports, connecting to
 //! Kubernetes), then run until a shutdown signal.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use kube::Client;
 use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::{
-    config::{KubeArgs, ServeArgs},
+    config::{KubeArgs, ServeArgs, SqsArgs, SqsMode},
     http::{self, AppState, auth::TokenFile},
     jobs::JobIndex,
     launch::{LaunchSettings, Launcher},
+    sqs::{
+        self,
+        dead_letter::DeadLetter,
+        dispatch::{DispatchSettings, Dispatcher},
+        scale::{ScalePoller, ScaleSettings},
+    },
     telemetry::Metrics,
     template::TemplateStore,
 };
@@ -25,6 +31,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     TokenFile(#[from] http::auth::TokenFileError),
+    #[error("SQS: {0}")]
+    Sqs(String),
     #[error(
         "refusing to serve the API on {0} without auth: give --auth-token-file, listen on a loopback address, or pass --insecure-no-auth"
     )]
@@ -49,6 +57,60 @@ pub struct Application {
     index: JobIndex,
     tokens: Option<TokenFile>,
     grace: Duration,
+    sqs: Option<SqsWorker>,
+}
+
+/// The SQS source configured for this process.
+enum SqsWorker {
+    Dispatch(Arc<Dispatcher>, usize),
+    Scale(Box<ScalePoller>),
+}
+
+async fn sqs_worker(args: &SqsArgs, launcher: &Launcher, metrics: &Metrics) -> Result<Option<SqsWorker>, StartError> {
+    let Some(queue_url) = args.sqs_queue_url.clone() else { return Ok(None) };
+    let client = sqs::client(args).await;
+    match args.sqs_mode {
+        SqsMode::Dispatch => {
+            let dead_letter = DeadLetter::resolve(
+                &client,
+                &queue_url,
+                args.sqs_dead_letter_queue_url.as_deref(),
+                args.sqs_max_receives,
+            )
+            .await
+            .map_err(StartError::Sqs)?;
+            if dead_letter == DeadLetter::None {
+                tracing::warn!(queue = %queue_url, "the queue has no redrive policy and no --sqs-dead-letter-queue-url: messages that cannot launch are kept and retried every 15 minutes");
+            }
+            let settings = DispatchSettings {
+                queue_url,
+                template: args.sqs_template.clone(),
+                visibility: args.sqs_visibility_timeout,
+                wait: args.sqs_wait_time,
+                max_hold: Duration::from_secs(60),
+            };
+            let dispatcher = Dispatcher::new(client, launcher.clone(), settings, dead_letter, metrics.clone());
+            Ok(Some(SqsWorker::Dispatch(Arc::new(dispatcher), args.sqs_concurrency)))
+        }
+        SqsMode::Scale => {
+            let mut job_env = BTreeMap::from([("SQS_QUEUE_URL".to_string(), queue_url.clone())]);
+            if let Some(region) = client.config().region() {
+                job_env.insert("AWS_REGION".into(), region.to_string());
+            }
+            if let Some(endpoint) = args.sqs_endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()) {
+                job_env.insert("AWS_ENDPOINT_URL".into(), endpoint);
+            }
+            let settings = ScaleSettings {
+                queue_url,
+                template: args.sqs_template.clone(),
+                interval: args.sqs_poll_interval,
+                max_per_poll: args.sqs_max_jobs_per_poll,
+                start_grace: args.sqs_start_grace,
+                job_env,
+            };
+            Ok(Some(SqsWorker::Scale(Box::new(ScalePoller::new(client, launcher.clone(), settings, metrics.clone())))))
+        }
+    }
 }
 
 impl Application {
@@ -81,6 +143,7 @@ impl Application {
         };
         let launcher =
             Launcher::new(client.clone(), &namespace, store.clone(), index.clone(), settings, metrics.clone());
+        let sqs_source = sqs_worker(&args.sqs, &launcher, &metrics).await?;
         Ok(Self {
             api_listener,
             admin_listener,
@@ -90,7 +153,16 @@ impl Application {
             index,
             tokens,
             grace: args.http.shutdown_grace,
+            sqs: sqs_source,
         })
+    }
+
+    /// The SQS dispatch consumer, when this process runs one.
+    pub fn dispatcher(&self) -> Option<Arc<Dispatcher>> {
+        match &self.sqs {
+            Some(SqsWorker::Dispatch(d, _)) => Some(d.clone()),
+            _ => None,
+        }
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -113,6 +185,17 @@ impl Application {
 
         let (api_addr, admin_addr) = (self.api_addr(), self.admin_addr());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Workers that must finish their in-flight work on shutdown, within the grace period.
+        let mut workers = JoinSet::new();
+        match self.sqs {
+            Some(SqsWorker::Dispatch(dispatcher, concurrency)) => {
+                workers.spawn(dispatcher.run(concurrency, stop_rx.clone()));
+            }
+            Some(SqsWorker::Scale(poller)) => {
+                workers.spawn(poller.run(stop_rx.clone()));
+            }
+            None => {}
+        }
         let stopped = move || {
             let mut rx = stop_rx.clone();
             async move {
@@ -125,7 +208,9 @@ impl Application {
             axum::serve(self.admin_listener, http::admin::router(self.state.clone())).with_graceful_shutdown(stopped());
         tracing::info!(api = %api_addr, admin = %admin_addr, "serving");
         let servers = async move {
-            let (a, b) = tokio::join!(api.into_future(), admin.into_future());
+            let (a, b, ()) = tokio::join!(api.into_future(), admin.into_future(), async {
+                while workers.join_next().await.is_some() {}
+            });
             for result in [a, b] {
                 if let Err(error) = result {
                     tracing::error!(%error, "server failed");
@@ -136,7 +221,7 @@ impl Application {
         tokio::select! {
             () = &mut servers => {}
             () = shutdown => {
-                tracing::info!(grace = ?self.grace, "shutting down: no new connections; finishing in-flight requests");
+                tracing::info!(grace = ?self.grace, "shutting down: no new connections or messages; finishing in-flight work");
                 let _ = stop_tx.send(true);
                 if tokio::time::timeout(self.grace, &mut servers).await.is_err() {
                     tracing::warn!("in-flight requests did not finish within the grace period");

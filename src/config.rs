@@ -50,6 +50,8 @@ pub struct ServeArgs {
     pub templates: TemplateArgs,
     #[command(flatten)]
     pub launch: LaunchArgs,
+    #[command(flatten)]
+    pub sqs: SqsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -112,6 +114,80 @@ pub struct LaunchArgs {
     /// How long one launch may take, retries of transient API errors included.
     #[arg(long, env = "JOB_LAUNCHER_LAUNCH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub launch_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqsMode {
+    /// One Job per message; the message is deleted once its Job exists.
+    Dispatch,
+    /// Jobs for the visible messages; the Jobs consume the messages themselves.
+    Scale,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "SQS")]
+pub struct SqsArgs {
+    /// The queue to consume; enables the SQS consumer.
+    #[arg(long, env = "JOB_LAUNCHER_SQS_QUEUE_URL")]
+    pub sqs_queue_url: Option<String>,
+
+    /// How messages become Jobs.
+    #[arg(long, env = "JOB_LAUNCHER_SQS_MODE", value_enum, default_value = "dispatch")]
+    pub sqs_mode: SqsMode,
+
+    /// Template for messages that are not LaunchRequests (default: --default-template).
+    #[arg(long, env = "JOB_LAUNCHER_SQS_TEMPLATE")]
+    pub sqs_template: Option<String>,
+
+    /// Receive loops running at once (dispatch mode).
+    #[arg(long, env = "JOB_LAUNCHER_SQS_CONCURRENCY", default_value_t = 2)]
+    pub sqs_concurrency: usize,
+
+    /// Where messages that can never launch go, when the queue has no redrive policy.
+    #[arg(long, env = "JOB_LAUNCHER_SQS_DEAD_LETTER_QUEUE_URL")]
+    pub sqs_dead_letter_queue_url: Option<String>,
+
+    /// With --sqs-dead-letter-queue-url: a message received this often without launching is
+    /// dead-lettered.
+    #[arg(long, env = "JOB_LAUNCHER_SQS_MAX_RECEIVES", default_value_t = 5)]
+    pub sqs_max_receives: u32,
+
+    /// SQS endpoint, for a local or compatible server (else AWS_ENDPOINT_URL, else AWS's).
+    #[arg(long, env = "JOB_LAUNCHER_SQS_ENDPOINT")]
+    pub sqs_endpoint: Option<String>,
+
+    /// AWS region (else the AWS default chain: AWS_REGION, profile, instance metadata).
+    #[arg(long, env = "JOB_LAUNCHER_SQS_REGION")]
+    pub sqs_region: Option<String>,
+
+    /// Static access key id; only when set (else the AWS default chain finds credentials).
+    #[arg(long, env = "JOB_LAUNCHER_SQS_ACCESS_KEY_ID", requires = "sqs_secret_access_key")]
+    pub sqs_access_key_id: Option<String>,
+
+    /// Static secret access key, with --sqs-access-key-id.
+    #[arg(long, env = "JOB_LAUNCHER_SQS_SECRET_ACCESS_KEY", requires = "sqs_access_key_id", hide_env_values = true)]
+    pub sqs_secret_access_key: Option<String>,
+
+    /// Visibility timeout asked for on receive; a message taking longer is extended.
+    #[arg(long, env = "JOB_LAUNCHER_SQS_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub sqs_visibility_timeout: Duration,
+
+    /// Long-poll wait per receive (at most 20s).
+    #[arg(long, env = "JOB_LAUNCHER_SQS_WAIT_TIME", default_value = "20s", value_parser = parse_duration)]
+    pub sqs_wait_time: Duration,
+
+    /// Scale mode: how often the queue's depth is read.
+    #[arg(long, env = "JOB_LAUNCHER_SQS_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub sqs_poll_interval: Duration,
+
+    /// Scale mode: most Jobs launched per poll.
+    #[arg(long, env = "JOB_LAUNCHER_SQS_MAX_JOBS_PER_POLL", default_value_t = 10)]
+    pub sqs_max_jobs_per_poll: u32,
+
+    /// Scale mode: a Job whose pod started less than this long ago is assumed not to have taken
+    /// its message yet.
+    #[arg(long, env = "JOB_LAUNCHER_SQS_START_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub sqs_start_grace: Duration,
 }
 
 /// A duration such as `250ms`, `10s`, `5m` or `1h`; a bare number is seconds.

@@ -165,6 +165,23 @@ impl Launcher {
         &self.inner.settings
     }
 
+    /// When launches should wait (the queue of Jobs is full): how long before trying again.
+    /// Sources that can hold their input (SQS) stop taking more while this is Some.
+    pub fn backpressure(&self) -> Option<Duration> {
+        None
+    }
+
+    /// How many more Jobs admission would start now; None when there is no cap.
+    pub fn admission_room(&self) -> Option<u64> {
+        None
+    }
+
+    /// Whether this replica may do the work that only one replica should (it holds the lease,
+    /// or there is no leader election).
+    pub fn may_lead(&self) -> bool {
+        true
+    }
+
     /// The template a request names (or the default one), if it is served.
     pub fn template_for(&self, request: &LaunchRequest) -> Result<Arc<Template>> {
         let name = request.template.as_deref().unwrap_or(&self.inner.settings.default_template);

@@ -10,5 +10,6 @@ pub mod http;
 pub mod jobs;
 pub mod keys;
 pub mod launch;
+pub mod sqs;
 pub mod telemetry;
 pub mod template;

@@ -71,6 +71,9 @@ pub struct Metrics {
     pub template_reloads: Family<OutcomeLabels, Counter>,
     pub template_valid: Family<TemplateLabels, Gauge>,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub sqs_messages: Family<OutcomeLabels, Counter>,
+    pub sqs_oldest_message_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub sqs_scale_launches: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -112,8 +115,29 @@ impl Metrics {
         );
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by method, route and status", http_requests.clone());
+        let sqs_messages = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "sqs_messages",
+            "SQS messages by outcome: received, launched, duplicate (its Job existed), dead_lettered, failed (released to come back)",
+            sqs_messages.clone(),
+        );
+        let sqs_oldest_message_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "sqs_oldest_message_age_seconds",
+            "Age of the oldest message in the latest received batch",
+            sqs_oldest_message_age.clone(),
+        );
+        let sqs_scale_launches = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "sqs_scale_launches",
+            "Jobs launched by the scale poller, by outcome",
+            sqs_scale_launches.clone(),
+        );
         Self {
             registry: std::sync::Arc::new(registry),
+            sqs_messages,
+            sqs_oldest_message_age,
+            sqs_scale_launches,
             launches,
             launch_duration,
             jobs,

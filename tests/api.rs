@@ -10,37 +10,11 @@ use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::{Api, api::ListParams};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{GREETING_TEMPLATE, SEED_TEMPLATE, TestApp, TestNamespace, put_config_map, wait_until};
+use support::{
+    FAKE as FAKE_TEMPLATE, GREETING_TEMPLATE, SEED_TEMPLATE, TestApp, TestNamespace, put_config_map, wait_until,
+};
 
-/// A template whose pods kwok ends as the parameters say.
-const FAKE: &str = r#"apiVersion: batch/v1
-kind: Job
-metadata:
-  labels:
-    version: v1
-  annotations:
-    job-launcher.dev/parameters: |
-      - name: message
-        default: hello
-      - name: exitCode
-        default: "0"
-        pattern: '[0-9]{1,3}'
-      - name: duration
-        default: 300ms
-spec:
-  backoffLimit: 0
-  template:
-    metadata:
-      annotations:
-        fake.job-launcher.dev/exit-code: "$(params.exitCode)"
-        fake.job-launcher.dev/duration: "$(params.duration)"
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: main
-        image: busybox
-        command: ["sh", "-c", "echo $(params.message)"]
-"#;
+const FAKE: &str = FAKE_TEMPLATE;
 
 const PROBLEM: &str = "application/problem+json";
 

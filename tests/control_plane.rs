@@ -144,6 +144,7 @@ async fn count_pods_quota_of_two_holds_a_third_job_until_one_finishes() {
         async move {
             let mut phases: BTreeMap<String, String> = BTreeMap::new();
             let mut finished: Vec<String> = Vec::new();
+            let mut jobs_with_pods: Vec<String> = Vec::new();
             let mut max_existing = 0;
             let mut third_waited_for_a_finish = None;
             let mut stream = watcher(pods, watcher::Config::default()).boxed();
@@ -160,8 +161,12 @@ async fn count_pods_quota_of_two_holds_a_third_job_until_one_finishes() {
                     continue;
                 }
                 let phase = pod.status.and_then(|s| s.phase).unwrap_or_else(|| "Pending".into());
-                if job == "q3" && third_waited_for_a_finish.is_none() {
-                    third_waited_for_a_finish = Some(!finished.is_empty());
+                // Whichever Job's pod comes third (the Job controller picks no order).
+                if !jobs_with_pods.contains(&job) {
+                    if jobs_with_pods.len() == 2 {
+                        third_waited_for_a_finish = Some(!finished.is_empty());
+                    }
+                    jobs_with_pods.push(job.clone());
                 }
                 if phase == "Succeeded" && !finished.contains(&job) {
                     finished.push(job.clone());

@@ -413,6 +413,17 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
         exit_code: ended.map(|t| t.exit_code),
         reason: ended.and_then(|t| t.reason.clone()).or(waiting).or_else(|| status.and_then(|s| s.reason.clone())),
         created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
+        running_since: containers
+            .iter()
+            .filter_map(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())
+            .map(|t| t.0)
+            .min()
+            .or_else(|| {
+                status
+                    .filter(|s| s.phase.as_deref() == Some("Running"))
+                    .and_then(|s| s.start_time.as_ref())
+                    .map(|t| t.0)
+            }),
     })
 }
 

@@ -94,6 +94,8 @@ pub struct PodRecord {
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
     pub created_at: Option<Timestamp>,
+    /// When its containers started running, if they have.
+    pub running_since: Option<Timestamp>,
 }
 
 impl PodRecord {
@@ -182,6 +184,7 @@ pub(crate) mod tests {
             exit_code,
             reason: None,
             created_at: None,
+            running_since: None,
         }
     }
 

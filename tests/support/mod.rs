@@ -138,6 +138,8 @@ pub struct TestApp {
     pub base: String,
     pub admin: String,
     pub http: reqwest::Client,
+    /// The SQS dispatch consumer, when the app was started with a queue in dispatch mode.
+    pub dispatcher: Option<std::sync::Arc<kube_job_launcher::sqs::dispatch::Dispatcher>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -158,13 +160,14 @@ impl TestApp {
         let app = kube_job_launcher::app::Application::build(*serve, client, namespace.to_string())
             .await
             .expect("the launcher starts");
+        let dispatcher = app.dispatcher();
         let base = format!("http://{}", app.api_addr());
         let admin = format!("http://{}", app.admin_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        Self { base, admin, http: reqwest::Client::new(), stop: Some(stop), task: Some(task) }
+        Self { base, admin, http: reqwest::Client::new(), dispatcher, stop: Some(stop), task: Some(task) }
     }
 
     /// Waits for /readyz to answer 200.
@@ -181,6 +184,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The admin port's /metrics text.
+    pub async fn metrics(&self) -> String {
+        self.http.get(format!("{}/metrics", self.admin)).send().await.expect("metrics").text().await.expect("text")
     }
 
     /// Stops the launcher as SIGTERM would, and waits for it to finish.
@@ -265,4 +273,297 @@ pub async fn set_role(namespace: &str, name: &str, rules: serde_json::Value) {
         .patch(name, &PatchParams::apply("kube-job-launcher-tests").force(), &Patch::Apply(&role))
         .await
         .expect("apply Role");
+}
+
+/// A value from `.local/dev.env` (`export NAME="value"`), which `make dev-up` writes.
+pub fn dev_env(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".local/dev.env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("no local SQS settings: cannot read {} ({e}). Start it with `make dev-up`.", path.display())
+    });
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("{name} is not in {}", path.display()))
+}
+
+/// Flags that point a launcher at the local SQS server with its static test credentials.
+pub fn sqs_flags(queue_url: &str) -> Vec<String> {
+    vec![
+        "--sqs-queue-url".into(),
+        queue_url.into(),
+        "--sqs-endpoint".into(),
+        dev_env("AWS_ENDPOINT_URL"),
+        "--sqs-region".into(),
+        dev_env("AWS_REGION"),
+        "--sqs-access-key-id".into(),
+        "test".into(),
+        "--sqs-secret-access-key".into(),
+        "test".into(),
+    ]
+}
+
+/// A queue of the test's own on the local SQS server, redriving to its own dead-letter queue
+/// after 3 receives; both deleted when dropped.
+pub struct TestQueue {
+    pub sqs: aws_sdk_sqs::Client,
+    pub url: String,
+    pub dlq_url: String,
+}
+
+impl TestQueue {
+    pub async fn create(prefix: &str) -> Self {
+        let sqs = sqs_client().await;
+        let name = format!("t-{prefix}-{}", random_suffix());
+        let dlq =
+            sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap_or_else(|e| {
+                panic!("the local SQS server does not answer ({e:?}). Start it with `make dev-up`.")
+            });
+        let dlq_url = dlq.queue_url().expect("dlq url").to_string();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("dlq attributes")
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .expect("dlq arn");
+        let policy = serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": "3" }).to_string();
+        let url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy, policy)
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url()
+            .expect("queue url")
+            .to_string();
+        Self { sqs, url, dlq_url }
+    }
+
+    /// Sends every body, ten per batch; returns the message ids in order.
+    pub async fn send_all(&self, bodies: &[String]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for (c, chunk) in bodies.chunks(10).enumerate() {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(format!("m{c}-{i}"))
+                        .message_body(b)
+                        .build()
+                        .expect("entry")
+                })
+                .collect();
+            let sent = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("send");
+            assert!(sent.failed().is_empty(), "{:?}", sent.failed());
+            let mut ok: Vec<_> = sent.successful().to_vec();
+            ok.sort_by_key(|e| e.id().split('-').nth(1).and_then(|n| n.parse::<usize>().ok()));
+            ids.extend(ok.iter().map(|e| e.message_id().to_string()));
+        }
+        ids
+    }
+
+    /// Visible plus in-flight messages of `url`.
+    pub async fn depth_of(&self, url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes().cloned().unwrap_or_default();
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+            A::ApproximateNumberOfMessagesDelayed,
+        ]
+        .iter()
+        .map(|k| attrs.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+        .sum()
+    }
+
+    /// Every message now in the dead-letter queue (received, then made visible again).
+    pub async fn dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut all = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(30)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .expect("receive dlq");
+            let batch = out.messages.unwrap_or_default();
+            if batch.is_empty() {
+                break;
+            }
+            all.extend(batch);
+        }
+        all
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let (sqs, urls) = (self.sqs.clone(), [self.url.clone(), self.dlq_url.clone()]);
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(async {
+                    for url in urls {
+                        let _ = sqs.delete_queue().queue_url(url).send().await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// A client for the local SQS server.
+pub async fn sqs_client() -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new(dev_env("AWS_REGION")))
+        .endpoint_url(dev_env("AWS_ENDPOINT_URL"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// A template whose pods kwok ends as the parameters say.
+pub const FAKE: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  labels:
+    version: v1
+  annotations:
+    job-launcher.dev/parameters: |
+      - name: message
+        default: hello
+      - name: exitCode
+        default: "0"
+        pattern: '[0-9]{1,3}'
+      - name: duration
+        default: 300ms
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations:
+        fake.job-launcher.dev/exit-code: "$(params.exitCode)"
+        fake.job-launcher.dev/duration: "$(params.duration)"
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+        command: ["sh", "-c", "echo $(params.message)"]
+"#;
+
+/// The launcher binary, run as a process of its own (for signals: SIGTERM, SIGKILL).
+pub struct LauncherProcess {
+    pub child: std::process::Child,
+    pub admin: String,
+    pub api: String,
+    /// The process's log lines (JSON), as they come.
+    pub logs: std::sync::mpsc::Receiver<String>,
+}
+
+impl LauncherProcess {
+    /// Starts `kube-job-launcher serve` for `namespace` with `args`, and waits until it is ready.
+    pub async fn start(namespace: &str, args: &[String]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kube-job-launcher"))
+            .args(["serve", "--namespace", namespace, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
+            .args(args)
+            .env("KUBECONFIG", kubeconfig_path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, logs) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (api, admin) = loop {
+            let line = logs.recv_timeout(Duration::from_secs(30)).expect("a serving log line within 30s");
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if entry["message"] == "serving" {
+                let addr = |k: &str| format!("http://{}", entry[k].as_str().unwrap_or_default());
+                break (addr("api"), addr("admin"));
+            }
+        };
+        let process = Self { child, admin, api, logs };
+        let readyz = format!("{}/readyz", process.admin);
+        let http = reqwest::Client::new();
+        wait_until(Duration::from_secs(30), "the launcher process to be ready", || async {
+            http.get(&readyz).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        process
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit, at most `timeout`; returns its exit code (None: a signal).
+    pub async fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(std::time::Instant::now() < deadline, "the launcher did not exit within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for LauncherProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `hack/component.sh` with `args` (stop NAME | start), failing loudly if it fails.
+pub async fn component(args: &[&str]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hack/component.sh");
+    let out = tokio::process::Command::new(script).args(args).output().await.expect("hack/component.sh runs");
+    assert!(
+        out.status.success(),
+        "hack/component.sh {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
