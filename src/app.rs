@@ -7,10 +7,12 @@ use kube::Client;
 use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::{
+    admission::{Admission, Caps},
     config::{KubeArgs, ServeArgs, SqsArgs, SqsMode},
     http::{self, AppState, auth::TokenFile},
     jobs::JobIndex,
     launch::{LaunchSettings, Launcher},
+    leader::{LeaderElector, LeaseSettings},
     sqs::{
         self,
         dead_letter::DeadLetter,
@@ -58,6 +60,8 @@ pub struct Application {
     tokens: Option<TokenFile>,
     grace: Duration,
     sqs: Option<SqsWorker>,
+    elector: LeaderElector,
+    admission: Admission,
 }
 
 /// The SQS source configured for this process.
@@ -136,13 +140,42 @@ impl Application {
         let metrics = Metrics::new();
         let store = TemplateStore::new(&namespace, args.templates.config_maps.clone(), metrics.clone());
         let index = JobIndex::new(&namespace);
+        let caps = Caps { max_active: args.admission.max_active, max_queued: args.admission.max_queued };
         let settings = LaunchSettings {
+            caps,
             default_template: args.templates.default_template.clone(),
             default_ttl_seconds: args.launch.default_ttl_seconds,
             timeout: args.launch.launch_timeout,
         };
-        let launcher =
-            Launcher::new(client.clone(), &namespace, store.clone(), index.clone(), settings, metrics.clone());
+        let identity = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "kube-job-launcher".into()),
+            crate::launch::naming::random_suffix()
+        );
+        let lease = LeaseSettings {
+            name: args.admission.leader_lease.clone(),
+            identity,
+            duration: args.admission.leader_lease_duration,
+        };
+        let (elector, leader) = LeaderElector::new(client.clone(), &namespace, lease);
+        let launcher = Launcher::new(
+            client.clone(),
+            &namespace,
+            store.clone(),
+            index.clone(),
+            settings,
+            metrics.clone(),
+            leader.clone(),
+        );
+        let admission = Admission::new(
+            client.clone(),
+            index.clone(),
+            store.clone(),
+            caps,
+            leader,
+            metrics.clone(),
+            args.admission.admission_resync,
+        );
         let sqs_source = sqs_worker(&args.sqs, &launcher, &metrics).await?;
         Ok(Self {
             api_listener,
@@ -154,6 +187,8 @@ impl Application {
             tokens,
             grace: args.http.shutdown_grace,
             sqs: sqs_source,
+            elector,
+            admission,
         })
     }
 
@@ -187,6 +222,9 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         // Workers that must finish their in-flight work on shutdown, within the grace period.
         let mut workers = JoinSet::new();
+        // The elector releases the lease on shutdown, so another replica takes over at once.
+        workers.spawn(self.elector.run(stop_rx.clone()));
+        workers.spawn(self.admission.run(stop_rx.clone()));
         match self.sqs {
             Some(SqsWorker::Dispatch(dispatcher, concurrency)) => {
                 workers.spawn(dispatcher.run(concurrency, stop_rx.clone()));

@@ -52,6 +52,33 @@ pub struct ServeArgs {
     pub launch: LaunchArgs,
     #[command(flatten)]
     pub sqs: SqsArgs,
+    #[command(flatten)]
+    pub admission: AdmissionArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Admission")]
+pub struct AdmissionArgs {
+    /// Most Jobs active at once; with a cap, Jobs are created suspended and admitted in order
+    /// (priority, then queue time). Templates can set their own with `job-launcher.dev/max-active`.
+    #[arg(long, env = "JOB_LAUNCHER_MAX_ACTIVE", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_active: Option<u32>,
+
+    /// Most Jobs waiting in the queue; beyond it HTTP answers 429 and SQS messages stay in SQS.
+    #[arg(long, env = "JOB_LAUNCHER_MAX_QUEUED", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued: Option<u32>,
+
+    /// The Lease that elects the one replica that admits.
+    #[arg(long, env = "JOB_LAUNCHER_LEADER_LEASE", default_value = "kube-job-launcher")]
+    pub leader_lease: String,
+
+    /// How long a leader that stopped renewing keeps the lease before another takes over.
+    #[arg(long, env = "JOB_LAUNCHER_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_lease_duration: Duration,
+
+    /// How often admission re-checks the queue even without events (a safety net).
+    #[arg(long, env = "JOB_LAUNCHER_ADMISSION_RESYNC", default_value = "10s", value_parser = parse_duration)]
+    pub admission_resync: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

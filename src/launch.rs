@@ -11,9 +11,10 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::{Api, Client, api::PostParams};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::time::Instant;
+use tokio::{sync::watch, time::Instant};
 
 use crate::{
+    admission::{self, Caps, Slot},
     error::{Error, Result, is_transient_kube_error},
     jobs::{JobIndex, JobView, index::job_record},
     keys,
@@ -99,16 +100,24 @@ impl Launched {
 
 #[derive(Debug, Clone)]
 pub struct LaunchSettings {
+    pub caps: Caps,
     pub default_template: String,
     pub default_ttl_seconds: i64,
     /// How long one launch may take, retries included.
     pub timeout: Duration,
 }
 
+/// How long a caller is asked to wait when the queue is full.
+pub const QUEUE_FULL_RETRY: Duration = Duration::from_secs(2);
+
 /// Longest idempotency key accepted; it is kept in an annotation.
 pub const MAX_KEY_LEN: usize = 256;
 
 struct Inner {
+    /// Launches of this process that passed the queue check and are still creating: they count
+    /// as queued, so concurrent launches cannot overshoot --max-queued together.
+    reserved: std::sync::atomic::AtomicU64,
+    leader: watch::Receiver<bool>,
     client: Client,
     namespace: String,
     templates: TemplateStore,
@@ -141,8 +150,20 @@ impl Launcher {
         jobs: JobIndex,
         settings: LaunchSettings,
         metrics: Metrics,
+        leader: watch::Receiver<bool>,
     ) -> Self {
-        Self { inner: Arc::new(Inner { client, namespace: namespace.to_string(), templates, jobs, settings, metrics }) }
+        Self {
+            inner: Arc::new(Inner {
+                reserved: Default::default(),
+                leader,
+                client,
+                namespace: namespace.to_string(),
+                templates,
+                jobs,
+                settings,
+                metrics,
+            }),
+        }
     }
 
     pub fn namespace(&self) -> &str {
@@ -165,21 +186,35 @@ impl Launcher {
         &self.inner.settings
     }
 
-    /// When launches should wait (the queue of Jobs is full): how long before trying again.
-    /// Sources that can hold their input (SQS) stop taking more while this is Some.
+    /// Queued and active Jobs, as admission counts them.
+    fn queue_counts(&self) -> (u64, u64) {
+        self.inner.jobs.read(|s| {
+            admission::candidates(s).iter().fold((0, 0), |(q, a), c| match c.state {
+                Slot::Queued => (q + 1, a),
+                Slot::Active => (q, a + 1),
+                Slot::Neither => (q, a),
+            })
+        })
+    }
+
+    /// When launches should wait because the queue is full: how long before trying again.
+    /// Sources that can hold their input (SQS) take no more while this is Some.
     pub fn backpressure(&self) -> Option<Duration> {
-        None
+        let max = self.inner.settings.caps.max_queued?;
+        (self.queue_counts().0 >= u64::from(max)).then_some(QUEUE_FULL_RETRY)
     }
 
-    /// How many more Jobs admission would start now; None when there is no cap.
+    /// How many more Jobs would be admitted now; None without a global cap.
     pub fn admission_room(&self) -> Option<u64> {
-        None
+        let max = self.inner.settings.caps.max_active?;
+        let (queued, active) = self.queue_counts();
+        Some(u64::from(max).saturating_sub(queued + active))
     }
 
-    /// Whether this replica may do the work that only one replica should (it holds the lease,
-    /// or there is no leader election).
+    /// Whether this replica holds the lease: only the leader does the work that one replica
+    /// must do alone (admission, scale-mode polling).
     pub fn may_lead(&self) -> bool {
-        true
+        *self.inner.leader.borrow()
     }
 
     /// The template a request names (or the default one), if it is served.
@@ -213,6 +248,7 @@ impl Launcher {
         };
         let name = naming::job_name(&template.name, &suffix);
         let request_hash = manifest::request_hash(&template.name, request);
+        let capped = self.inner.settings.caps.max_active.is_some() || template.max_active.is_some();
         let identity = JobIdentity {
             name: &name,
             template: &template.name,
@@ -221,7 +257,7 @@ impl Launcher {
             idempotency_key: request.idempotency_key.as_deref(),
             request_hash: &request_hash,
             ttl_seconds: template.ttl_seconds().unwrap_or(self.inner.settings.default_ttl_seconds),
-            queued_at: None,
+            queued_at: capped.then(jiff::Timestamp::now),
         };
         manifest::apply_identity(&mut manifest, &identity);
         Ok(Prepared {
@@ -238,7 +274,14 @@ impl Launcher {
         let started = Instant::now();
         let template_label = request.template.clone().unwrap_or_else(|| self.inner.settings.default_template.clone());
         let result = match self.prepare(request, origin) {
-            Ok(prepared) => self.create(prepared, request, origin, started + self.inner.settings.timeout).await,
+            Ok(prepared) => match self.reserve_queue_room(&prepared) {
+                Ok(reservation) => {
+                    let created = self.create(prepared, request, origin, started + self.inner.settings.timeout).await;
+                    drop(reservation);
+                    created
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let outcome = match &result {
@@ -270,6 +313,23 @@ impl Launcher {
             }
         }
         result
+    }
+
+    /// Holds a place in the queue for a new Job, or refuses it when the queue is full. A replay
+    /// of a Job that exists still answers.
+    fn reserve_queue_room(&self, prepared: &Prepared) -> Result<Option<Reservation>> {
+        use std::sync::atomic::Ordering;
+        let Some(max) = self.inner.settings.caps.max_queued else { return Ok(None) };
+        if prepared.keyed && self.inner.jobs.record(&prepared.name).is_some() {
+            return Ok(None);
+        }
+        let reserved = self.inner.reserved.fetch_add(1, Ordering::SeqCst) + 1;
+        let reservation = Reservation(self.inner.clone());
+        let queued = self.queue_counts().0 + reserved;
+        if queued <= u64::from(max) {
+            return Ok(Some(reservation));
+        }
+        Err(Error::QueueFull { queued: (queued - 1) as usize, retry_after: QUEUE_FULL_RETRY })
     }
 
     async fn create(
@@ -357,6 +417,15 @@ impl Launcher {
             let record = job_record(job).unwrap_or_else(|| crate::jobs::index::empty_record(&name));
             JobView::new(&self.inner.namespace, &record, &[])
         })
+    }
+}
+
+/// A place held in the queue while a Job is being created; released when dropped.
+struct Reservation(Arc<Inner>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.reserved.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

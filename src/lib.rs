@@ -3,6 +3,7 @@
 //! The binary's entry point is `main.rs`; everything else lives here so that integration tests
 //! can build and run the real application.
 
+pub mod admission;
 pub mod app;
 pub mod config;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod http;
 pub mod jobs;
 pub mod keys;
 pub mod launch;
+pub mod leader;
 pub mod sqs;
 pub mod telemetry;
 pub mod template;

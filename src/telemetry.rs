@@ -74,6 +74,10 @@ pub struct Metrics {
     pub sqs_messages: Family<OutcomeLabels, Counter>,
     pub sqs_oldest_message_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub sqs_scale_launches: Family<OutcomeLabels, Counter>,
+    pub queue_depth: Gauge,
+    pub admissions: Family<TemplateLabels, Counter>,
+    pub admission_wait: Histogram,
+    pub leader: Gauge,
 }
 
 fn latency_buckets() -> Histogram {
@@ -133,8 +137,24 @@ impl Metrics {
             "Jobs launched by the scale poller, by outcome",
             sqs_scale_launches.clone(),
         );
+        let queue_depth = Gauge::default();
+        registry.register("queue_depth", "Jobs queued for admission", queue_depth.clone());
+        let admissions = Family::<TemplateLabels, Counter>::default();
+        registry.register("admissions", "Queued Jobs admitted (unsuspended), by template", admissions.clone());
+        let admission_wait = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.01, 2.0, 16));
+        registry.register(
+            "admission_wait_seconds",
+            "Time a Job waited in the queue before admission",
+            admission_wait.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica holds the admission lease", leader.clone());
         Self {
             registry: std::sync::Arc::new(registry),
+            queue_depth,
+            admissions,
+            admission_wait,
+            leader,
             sqs_messages,
             sqs_oldest_message_age,
             sqs_scale_launches,

@@ -154,7 +154,7 @@ pub async fn list_jobs(State(state): State<AppState>, query: QueryPairs) -> Resu
         .jobs()
         .list(&filter)
         .map_err(|_| AppError::bad_request("continue: not a token this server gave out"))?;
-    let items = page.items.into_iter().map(|v| state.with_queue_position(v)).collect();
+    let items = state.with_queue_positions(page.items);
     Ok(JsonBody(JobList { items, continue_token: page.next }))
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod queue;
 pub mod templates;
 
 use std::time::Instant;
@@ -25,8 +26,11 @@ use utoipa::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use std::collections::HashMap;
+
 use crate::{
-    jobs::JobView,
+    admission,
+    jobs::{JobState, JobView},
     launch::{Launcher, naming::random_u64},
     telemetry::{HttpLabels, Metrics},
 };
@@ -49,8 +53,30 @@ impl AppState {
     }
 
     /// Adds the queue position of a queued Job.
-    pub fn with_queue_position(&self, view: JobView) -> JobView {
+    pub fn with_queue_position(&self, mut view: JobView) -> JobView {
+        if view.state == JobState::Queued {
+            view.queue_position = self.queue_positions().get(&view.name).copied();
+        }
         view
+    }
+
+    /// Adds the queue positions of the queued Jobs among `views`, from one ordering of the queue.
+    pub fn with_queue_positions(&self, mut views: Vec<JobView>) -> Vec<JobView> {
+        if views.iter().any(|v| v.state == JobState::Queued) {
+            let positions = self.queue_positions();
+            for v in &mut views {
+                v.queue_position = positions.get(&v.name).copied();
+            }
+        }
+        views
+    }
+
+    /// Every queued Job's place in the admission order (0: next).
+    fn queue_positions(&self) -> HashMap<String, usize> {
+        self.launcher.jobs().read(|s| {
+            let candidates = admission::candidates(s);
+            admission::queue_order(&candidates).iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect()
+        })
     }
 
     /// What readiness still waits for; empty when ready.
@@ -146,6 +172,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(templates::list_templates))
         .routes(routes!(templates::get_template))
         .routes(routes!(templates::render_template))
+        .routes(routes!(queue::queue))
         .routes(routes!(jobs::launch_job_legacy))
 }
 

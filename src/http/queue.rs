@@ -1,0 +1,15 @@
+//! `/v1/queue`: how many Jobs wait and run, per template, against the caps.
+
+use axum::{Json, extract::State};
+
+use super::AppState;
+use crate::admission::{self, QueueStatus};
+
+/// Queued and active Jobs, in all and per template, with the caps.
+#[utoipa::path(get, path = "/v1/queue", tag = "jobs", responses((status = 200, body = QueueStatus)))]
+pub async fn queue(State(state): State<AppState>) -> Json<QueueStatus> {
+    let launcher = &state.launcher;
+    let candidates = launcher.jobs().read(admission::candidates);
+    let caps = admission::template_caps(launcher.templates());
+    Json(admission::queue_status(&candidates, launcher.settings().caps, &caps, launcher.may_lead()))
+}
