@@ -8,8 +8,13 @@ use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::{
     admission::{Admission, Caps},
-    config::{KubeArgs, ServeArgs, SqsArgs, SqsMode},
-    http::{self, AppState, auth::TokenFile},
+    config::{AuthMode, KubeArgs, ServeArgs, SqsArgs, SqsMode},
+    http::{
+        self, AppState, RequestLimits,
+        auth::{Authenticator, TokenFile},
+        kube_auth::{KubernetesAuth, Permission},
+        server::ConnectionLimits,
+    },
     jobs::JobIndex,
     launch::{LaunchSettings, Launcher},
     leader::{LeaderElector, LeaseSettings},
@@ -33,6 +38,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     TokenFile(#[from] http::auth::TokenFileError),
+    #[error("--auth token-file needs --auth-token-file")]
+    NoTokenFile,
     #[error("SQS: {0}")]
     Sqs(String),
     #[error(
@@ -57,7 +64,9 @@ pub struct Application {
     client: Client,
     store: TemplateStore,
     index: JobIndex,
-    tokens: Option<TokenFile>,
+    auth: Option<Authenticator>,
+    request_limits: RequestLimits,
+    connection_limits: ConnectionLimits,
     grace: Duration,
     sqs: Option<SqsWorker>,
     elector: LeaderElector,
@@ -121,11 +130,25 @@ impl Application {
     /// Binds both ports and checks that Kubernetes answers. Nothing runs until
     /// [`run_until_stopped`](Self::run_until_stopped).
     pub async fn build(args: ServeArgs, client: Client, namespace: String) -> Result<Self, StartError> {
-        let tokens = args.http.auth_token_file.as_deref().map(TokenFile::load).transpose()?;
-        if tokens.is_none() && !args.http.listen.ip().is_loopback() && !args.http.insecure_no_auth {
+        let auth = match (args.http.auth, &args.http.auth_token_file) {
+            (Some(AuthMode::Kubernetes), _) => Some(Authenticator::Kubernetes(KubernetesAuth::new(
+                client.clone(),
+                Permission {
+                    verb: args.http.auth_verb.clone(),
+                    group: args.http.auth_group.clone(),
+                    resource: args.http.auth_resource.clone(),
+                    namespace: namespace.clone(),
+                },
+                args.http.auth_cache_ttl,
+            ))),
+            (_, Some(path)) => Some(Authenticator::TokenFile(TokenFile::load(path)?)),
+            (Some(AuthMode::TokenFile), None) => return Err(StartError::NoTokenFile),
+            (None, None) => None,
+        };
+        if auth.is_none() && !args.http.listen.ip().is_loopback() && !args.http.insecure_no_auth {
             return Err(StartError::NoAuth(args.http.listen));
         }
-        if tokens.is_none() {
+        if auth.is_none() {
             tracing::warn!(listen = %args.http.listen, "the API has no auth");
         }
         let version = client.apiserver_version().await.map_err(StartError::KubeUnreachable)?;
@@ -184,7 +207,16 @@ impl Application {
             client,
             store,
             index,
-            tokens,
+            auth,
+            request_limits: RequestLimits {
+                max_concurrent: args.http.max_concurrent_requests,
+                timeout: args.http.request_timeout,
+            },
+            connection_limits: ConnectionLimits {
+                header_read_timeout: args.http.header_read_timeout,
+                max_header_bytes: args.http.max_header_bytes,
+                ..ConnectionLimits::default()
+            },
             grace: args.http.shutdown_grace,
             sqs: sqs_source,
             elector,
@@ -214,7 +246,7 @@ impl Application {
         let mut background = JoinSet::new();
         background.spawn(self.store.clone().run(self.client.clone()));
         background.spawn(self.index.clone().run(self.client.clone()));
-        if let Some(tokens) = self.tokens.clone() {
+        if let Some(Authenticator::TokenFile(tokens)) = self.auth.clone() {
             background.spawn(tokens.watch());
         }
 
@@ -240,20 +272,21 @@ impl Application {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
-        let api = axum::serve(self.api_listener, http::api_router(self.state.clone(), self.tokens.clone()))
-            .with_graceful_shutdown(stopped());
-        let admin =
-            axum::serve(self.admin_listener, http::admin::router(self.state.clone())).with_graceful_shutdown(stopped());
+        let api_router = http::with_limits(
+            http::api_router(self.state.clone(), self.auth.clone()),
+            self.request_limits,
+            self.state.metrics.clone(),
+        );
+        let api = http::server::serve(self.api_listener, api_router, self.connection_limits, stopped());
+        let admin = http::server::serve(
+            self.admin_listener,
+            http::admin::router(self.state.clone()),
+            self.connection_limits,
+            stopped(),
+        );
         tracing::info!(api = %api_addr, admin = %admin_addr, "serving");
         let servers = async move {
-            let (a, b, ()) = tokio::join!(api.into_future(), admin.into_future(), async {
-                while workers.join_next().await.is_some() {}
-            });
-            for result in [a, b] {
-                if let Err(error) = result {
-                    tracing::error!(%error, "server failed");
-                }
-            }
+            tokio::join!(api, admin, async { while workers.join_next().await.is_some() {} });
         };
         let mut servers = std::pin::pin!(servers);
         tokio::select! {

@@ -101,9 +101,49 @@ pub struct HttpArgs {
     #[arg(long, env = "JOB_LAUNCHER_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: SocketAddr,
 
+    /// How callers authenticate: `token-file` (bearer tokens from --auth-token-file) or
+    /// `kubernetes` (any token the cluster accepts, checked with TokenReview and
+    /// SubjectAccessReview). Default: token-file when a file is given.
+    #[arg(long, env = "JOB_LAUNCHER_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
+
     /// File of bearer tokens the API accepts, one per line; re-read when it changes.
     #[arg(long, env = "JOB_LAUNCHER_AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
+
+    /// Kubernetes auth: the verb a caller needs on --auth-resource in the launcher's namespace.
+    #[arg(long, env = "JOB_LAUNCHER_AUTH_VERB", default_value = "create")]
+    pub auth_verb: String,
+
+    /// Kubernetes auth: the API group of --auth-resource (empty for the core group).
+    #[arg(long, env = "JOB_LAUNCHER_AUTH_GROUP", default_value = "batch")]
+    pub auth_group: String,
+
+    /// Kubernetes auth: the resource a caller needs --auth-verb on. Any name works with RBAC,
+    /// e.g. `launches` in a group of your own, granted by a Role of your own.
+    #[arg(long, env = "JOB_LAUNCHER_AUTH_RESOURCE", default_value = "jobs")]
+    pub auth_resource: String,
+
+    /// Kubernetes auth: how long a review's answer is reused.
+    #[arg(long, env = "JOB_LAUNCHER_AUTH_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub auth_cache_ttl: Duration,
+
+    /// Longest a request may take before its answer starts (a 408 after it); log streams are
+    /// not cut once they have started.
+    #[arg(long, env = "JOB_LAUNCHER_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Most API requests in progress at once; more get 503 with Retry-After.
+    #[arg(long, env = "JOB_LAUNCHER_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+
+    /// Time a client has to send a request's line and headers.
+    #[arg(long, env = "JOB_LAUNCHER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Largest request head (line and headers), in bytes.
+    #[arg(long, env = "JOB_LAUNCHER_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
 
     /// Serve the API without auth on a non-loopback address.
     #[arg(long, env = "JOB_LAUNCHER_INSECURE_NO_AUTH")]
@@ -141,6 +181,12 @@ pub struct LaunchArgs {
     /// How long one launch may take, retries of transient API errors included.
     #[arg(long, env = "JOB_LAUNCHER_LAUNCH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub launch_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    TokenFile,
+    Kubernetes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -71,6 +71,7 @@ pub struct Metrics {
     pub template_reloads: Family<OutcomeLabels, Counter>,
     pub template_valid: Family<TemplateLabels, Gauge>,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub http_rejected: Family<OutcomeLabels, Counter>,
     pub sqs_messages: Family<OutcomeLabels, Counter>,
     pub sqs_oldest_message_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub sqs_scale_launches: Family<OutcomeLabels, Counter>,
@@ -149,8 +150,15 @@ impl Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the admission lease", leader.clone());
+        let http_rejected = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "http_rejected",
+            "API requests refused before routing: overloaded (503) or timeout (408)",
+            http_rejected.clone(),
+        );
         Self {
             registry: std::sync::Arc::new(registry),
+            http_rejected,
             queue_depth,
             admissions,
             admission_wait,

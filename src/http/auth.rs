@@ -16,7 +16,10 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use super::error::AppError;
+use super::{
+    error::AppError,
+    kube_auth::{KubernetesAuth, Verdict},
+};
 
 type TokenDigest = [u8; 32];
 
@@ -98,10 +101,28 @@ impl TokenFile {
 const CHALLENGE: &str = "Bearer realm=\"kube-job-launcher\"";
 const CHALLENGE_INVALID: &str = "Bearer realm=\"kube-job-launcher\", error=\"invalid_token\"";
 
-/// Middleware: 401 with `WWW-Authenticate` unless the request carries an accepted bearer token.
-pub async fn require_token(
-    State(tokens): State<TokenFile>,
-    request: Request,
+/// How the API decides who may call it.
+#[derive(Clone)]
+pub enum Authenticator {
+    TokenFile(TokenFile),
+    Kubernetes(KubernetesAuth),
+}
+
+/// Who made a request, when the auth mode can tell: recorded on the Job and in the log.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+fn unauthorized(detail: &str, challenge: &'static str) -> AppError {
+    let mut e = AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail);
+    e.www_authenticate = Some(challenge);
+    e
+}
+
+/// Middleware: 401 with `WWW-Authenticate` without an accepted bearer token; 403 when the
+/// token's identity may not launch (Kubernetes mode).
+pub async fn require_auth(
+    State(auth): State<Authenticator>,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
     let presented = request
@@ -109,30 +130,32 @@ pub async fn require_token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    match presented {
-        Some(token) if tokens.accepts(token) => Ok(next.run(request).await),
-        Some(_) => {
-            let mut e = AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                "the bearer token is not valid",
-            );
-            e.www_authenticate = Some(CHALLENGE_INVALID);
-            Err(e)
+        .map(str::trim)
+        .map(String::from);
+    let Some(token) = presented.filter(|t| !t.is_empty()) else {
+        return Err(unauthorized("this API needs a bearer token: `Authorization: Bearer <token>`", CHALLENGE));
+    };
+    match &auth {
+        Authenticator::TokenFile(tokens) => {
+            if !tokens.accepts(&token) {
+                return Err(unauthorized("the bearer token is not valid", CHALLENGE_INVALID));
+            }
         }
-        None => {
-            let mut e = AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                "this API needs a bearer token: `Authorization: Bearer <token>`",
-            );
-            e.www_authenticate = Some(CHALLENGE);
-            Err(e)
-        }
+        Authenticator::Kubernetes(kubernetes) => match kubernetes.review(&token).await? {
+            Verdict::Allowed { username } => {
+                tracing::info!(caller = %username, "authenticated");
+                request.extensions_mut().insert(Caller(username));
+            }
+            Verdict::Denied { username, reason } => {
+                tracing::info!(caller = %username, %reason, "forbidden");
+                return Err(AppError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", reason));
+            }
+            Verdict::Unauthenticated => {
+                return Err(unauthorized("the cluster does not accept this token", CHALLENGE_INVALID));
+            }
+        },
     }
+    Ok(next.run(request).await)
 }
 
 #[cfg(test)]

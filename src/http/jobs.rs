@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppState, RequestId,
+    auth::Caller,
     error::{AppError, Problem},
     extract::{Json, Path, QueryPairs},
 };
@@ -38,13 +39,13 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// The header the CLI sets, so its Jobs say they came from the CLI.
 pub const SOURCE_HEADER: &str = "x-job-launcher-source";
 
-fn origin_from(headers: &HeaderMap, request_id: &RequestId) -> Result<Origin, AppError> {
+fn origin_from(headers: &HeaderMap, request_id: &RequestId, caller: Option<Caller>) -> Result<Origin, AppError> {
     let source = match headers.get(SOURCE_HEADER).map(|v| v.to_str().unwrap_or_default()) {
         None | Some("http") => Source::Http,
         Some("cli") => Source::Cli,
         Some(other) => return Err(AppError::bad_request(format!("{SOURCE_HEADER}: {other:?} is not http or cli"))),
     };
-    Ok(Origin { request_id: Some(request_id.0.clone()), ..Origin::new(source) })
+    Ok(Origin { request_id: Some(request_id.0.clone()), requested_by: caller.map(|c| c.0), ..Origin::new(source) })
 }
 
 /// Launch a Job from a template.
@@ -69,6 +70,7 @@ fn origin_from(headers: &HeaderMap, request_id: &RequestId) -> Result<Origin, Ap
 pub async fn launch(
     State(state): State<AppState>,
     axum::Extension(request_id): axum::Extension<RequestId>,
+    caller: Option<axum::Extension<Caller>>,
     headers: HeaderMap,
     Json(mut request): Json<LaunchRequest>,
 ) -> Result<Response, AppError> {
@@ -82,7 +84,7 @@ pub async fn launch(
             _ => request.idempotency_key = Some(header_key),
         }
     }
-    let origin = origin_from(&headers, &request_id)?;
+    let origin = origin_from(&headers, &request_id, caller.map(|c| c.0))?;
     let launched = state.launcher.launch(&request, &origin).await?;
     Ok(launched_response(launched))
 }
@@ -235,8 +237,10 @@ pub async fn job_logs(
 pub async fn launch_job_legacy(
     State(state): State<AppState>,
     axum::Extension(request_id): axum::Extension<RequestId>,
+    caller: Option<axum::Extension<Caller>>,
 ) -> Result<String, AppError> {
-    let origin = Origin { request_id: Some(request_id.0), ..Origin::new(Source::Http) };
+    let origin =
+        Origin { request_id: Some(request_id.0), requested_by: caller.map(|c| c.0.0), ..Origin::new(Source::Http) };
     let launched = state.launcher.launch(&LaunchRequest::default(), &origin).await?;
     Ok(format!("Job launched: {}", launched.view().name))
 }

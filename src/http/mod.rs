@@ -6,7 +6,9 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod kube_auth;
 pub mod queue;
+pub mod server;
 pub mod templates;
 
 use std::time::Instant;
@@ -16,7 +18,7 @@ use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderValue, StatusCode},
     middleware::{self, Next},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::get,
 };
 use tracing::Instrument;
@@ -181,11 +183,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_routes().split_for_parts().1
 }
 
-/// The API router. With `tokens`, every route but `/openapi.json` needs a bearer token.
-pub fn api_router(state: AppState, tokens: Option<auth::TokenFile>) -> Router {
+/// The API router. With `auth`, every route but `/openapi.json` needs a bearer token.
+pub fn api_router(state: AppState, auth: Option<auth::Authenticator>) -> Router {
     let (mut router, document) = api_routes().split_for_parts();
-    if let Some(tokens) = tokens {
-        router = router.route_layer(middleware::from_fn_with_state(tokens, auth::require_token));
+    if let Some(auth) = auth {
+        router = router.route_layer(middleware::from_fn_with_state(auth, auth::require_auth));
     }
     let metrics = state.metrics.clone();
     router
@@ -204,9 +206,55 @@ pub fn api_router(state: AppState, tokens: Option<auth::TokenFile>) -> Router {
         .layer(middleware::from_fn_with_state(metrics, observe))
 }
 
-/// A problem answer for a status axum produced on its own.
-pub fn problem_for(status: StatusCode) -> Response {
-    AppError::new(status, "http-error", "HTTP error", status.canonical_reason().unwrap_or("error")).into_response()
+/// Limits on the requests the API takes at once and how long each may take.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub max_concurrent: usize,
+    pub timeout: std::time::Duration,
+}
+
+/// Wraps the whole API (not each route, so the limit is global) in a concurrency limit that
+/// sheds what it cannot take at once with 503 + Retry-After, and a request deadline (408).
+pub fn with_limits(router: Router, limits: RequestLimits, metrics: Metrics) -> Router {
+    let service = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(move |error: tower::BoxError| {
+            let metrics = metrics.clone();
+            async move { limit_error(&metrics, &error) }
+        }))
+        .load_shed()
+        .concurrency_limit(limits.max_concurrent.max(1))
+        .timeout(limits.timeout)
+        .service(router);
+    Router::new().fallback_service(service)
+}
+
+fn limit_error(metrics: &Metrics, error: &tower::BoxError) -> AppError {
+    let (reason, answer) = if error.is::<tower::load_shed::error::Overloaded>() {
+        (
+            "overloaded",
+            AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Too many requests in progress",
+                "the launcher is at its limit of requests in progress; retry shortly",
+            )
+            .retry_after(std::time::Duration::from_secs(1)),
+        )
+    } else if error.is::<tower::timeout::error::Elapsed>() {
+        (
+            "timeout",
+            AppError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
+                "the request did not complete within the server's request timeout",
+            ),
+        )
+    } else {
+        ("error", AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", error.to_string()))
+    };
+    metrics.http_rejected.get_or_create(&crate::telemetry::OutcomeLabels { outcome: reason.into() }).inc();
+    answer
 }
 
 #[cfg(test)]
