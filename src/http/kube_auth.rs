@@ -43,6 +43,9 @@ pub enum Verdict {
     Unauthenticated,
 }
 
+/// Verdicts by the SHA-256 of their token, with when they were asked.
+type VerdictCache = HashMap<[u8; 32], (Verdict, Instant)>;
+
 /// Entries kept at most; when full, expired entries go first, then the oldest.
 pub const MAX_CACHE_ENTRIES: usize = 10_000;
 
@@ -51,7 +54,7 @@ pub struct KubernetesAuth {
     client: Client,
     permission: Arc<Permission>,
     ttl: Duration,
-    cache: Arc<Mutex<HashMap<[u8; 32], (Verdict, Instant)>>>,
+    cache: Arc<Mutex<VerdictCache>>,
 }
 
 impl KubernetesAuth {
@@ -87,7 +90,7 @@ impl KubernetesAuth {
         Ok(verdict)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Verdict, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VerdictCache> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
