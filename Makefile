@@ -53,3 +53,13 @@ lint: ## cargo fmt --check and clippy
 .PHONY: openapi
 openapi: ## Regenerate docs/openapi.json from the code
 	cargo run --quiet --locked -- openapi > docs/openapi.json
+
+.PHONY: fuzz
+fuzz: dev-up ## Long hostile-input runs: the in-process fuzzer and schemathesis with large budgets
+	FUZZ_ITERATIONS=$${FUZZ_ITERATIONS:-200000} cargo test --release --locked --test fuzz -- --nocapture
+	cargo build --locked
+	ST_EXAMPLES=$${ST_EXAMPLES:-300} hack/schemathesis.sh
+
+.PHONY: test-faults
+test-faults: dev-up ## Only the fault tests (they stop parts of the local control plane)
+	source .local/dev.env && cargo test --locked --test faults -- --test-threads=1

@@ -341,12 +341,13 @@ impl Launcher {
     ) -> Result<Launched> {
         let api: Api<Job> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
         let mut backoff = Backoff::new(deadline);
+        let deadline = backoff.deadline;
         // Set once a create may have reached the server without us hearing back.
         let mut maybe_created = false;
         loop {
             let job: Job = serde_json::from_value(prepared.manifest.clone())
                 .map_err(|e| Error::JobRejected(format!("the rendered manifest is not a Job: {e}")))?;
-            match api.create(&PostParams::default(), &job).await {
+            match within(deadline, api.create(&PostParams::default(), &job)).await {
                 Ok(created) => {
                     self.inner.jobs.observe_created(&created);
                     return Ok(Launched::Created(self.view_of(&created)));
@@ -399,7 +400,7 @@ impl Launcher {
 
     async fn get_job(&self, api: &Api<Job>, name: &str, backoff: &mut Backoff) -> Result<Option<Job>> {
         loop {
-            match api.get_opt(name).await {
+            match within(backoff.deadline, api.get_opt(name)).await {
                 Ok(job) => return Ok(job),
                 Err(e) if is_transient_kube_error(&e) => {
                     if !backoff.wait().await {
@@ -426,6 +427,20 @@ struct Reservation(Arc<Inner>);
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.0.reserved.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The launch's deadline passed while an API call was still waiting for its answer.
+#[derive(Debug, thiserror::Error)]
+#[error("no answer from the Kubernetes API server before the launch deadline")]
+struct DeadlineElapsed;
+
+/// Runs one API call, giving up at `deadline`: a call that hangs (etcd down, a stalled
+/// connection) must not hold the launch past it. Giving up counts as a transient failure.
+async fn within<T>(deadline: Instant, call: impl Future<Output = kube::Result<T>>) -> kube::Result<T> {
+    match tokio::time::timeout_at(deadline, call).await {
+        Ok(result) => result,
+        Err(_) => Err(kube::Error::Service(Box::new(DeadlineElapsed))),
     }
 }
 

@@ -37,7 +37,7 @@ async fn fault_apiserver_stopped_for_10s_during_an_sqs_burst() {
     component(&["stop", "kube-apiserver"]).await;
     assert!(before < 200, "the outage must come mid-burst ({before} Jobs before it)");
     tokio::time::sleep(Duration::from_secs(10)).await;
-    component(&["start"]).await;
+    component(&["recover"]).await;
 
     wait_until(Duration::from_secs(120), "every message launched and the queue empty", || async {
         job_count(&ns).await >= 200 && queue.depth_of(&queue.url).await == 0
@@ -48,4 +48,192 @@ async fn fault_apiserver_stopped_for_10s_during_an_sqs_burst() {
     assert!(queue.dead_letters().await.is_empty(), "a transient outage dead-letters nothing");
     let metrics = app.metrics().await;
     eprintln!("{}", metrics.lines().filter(|l| l.contains("sqs_messages_total")).collect::<Vec<_>>().join("\n"));
+}
+
+/// Launches `count` Jobs over HTTP from 8 clients, each retrying its request under the same
+/// idempotency key until it succeeds, while `fault` runs. Returns every answer's status and
+/// the Job names the 2xx answers gave, by key.
+async fn http_burst_through(
+    app: &TestApp,
+    count: usize,
+    fault: impl std::future::Future<Output = ()>,
+) -> (Vec<u16>, std::collections::BTreeMap<usize, String>) {
+    use std::sync::{Arc, Mutex};
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let names = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients = (0..8).map(|_| {
+        let (statuses, names, next) = (statuses.clone(), names.clone(), next.clone());
+        let (http, url) = (app.http.clone(), app.url("/v1/jobs"));
+        async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= count {
+                    return;
+                }
+                let deadline = std::time::Instant::now() + Duration::from_secs(120);
+                loop {
+                    assert!(std::time::Instant::now() < deadline, "request {i} never succeeded");
+                    let sent = http
+                        .post(&url)
+                        .header("Idempotency-Key", format!("burst-{i}"))
+                        .json(&json!({"template": "fake", "params": {"duration": "200ms"}}))
+                        .timeout(Duration::from_secs(40))
+                        .send()
+                        .await;
+                    let Ok(answer) = sent else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    };
+                    let status = answer.status().as_u16();
+                    statuses.lock().unwrap_or_else(|p| p.into_inner()).push(status);
+                    if answer.status().is_success() {
+                        let view: serde_json::Value = answer.json().await.expect("JobView");
+                        names.lock().unwrap_or_else(|p| p.into_inner()).insert(i, view["name"].as_str().unwrap_or_default().to_string());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+    });
+    tokio::join!(futures::future::join_all(clients), fault);
+    let statuses = statuses.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let names = names.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    (statuses, names)
+}
+
+async fn assert_burst_outcome(ns: &TestNamespace, count: usize, statuses: &[u16], names: &std::collections::BTreeMap<usize, String>) {
+    let failures: Vec<u16> = statuses.iter().copied().filter(|s| !(200..300).contains(s)).collect();
+    eprintln!("{} answers: {} 2xx, failures {:?}", statuses.len(), statuses.len() - failures.len(), failures.iter().collect::<std::collections::BTreeSet<_>>());
+    assert!(failures.iter().all(|s| *s == 503), "every failure is a 503 the client can retry: {failures:?}");
+    assert!(statuses.iter().all(|s| *s != 500 && *s != 502), "no 5xx but 503");
+    assert_eq!(names.len(), count, "every request succeeded in the end");
+    let jobs = Api::<Job>::namespaced(ns.client.clone(), &ns.name).list(&ListParams::default()).await.expect("list").items;
+    let existing: std::collections::BTreeSet<String> = jobs.iter().filter_map(|j| j.metadata.name.clone()).collect();
+    assert_eq!(jobs.len(), count, "retries created no duplicates");
+    for (i, name) in names {
+        assert!(existing.contains(name), "answer {i} names Job {name}, which exists");
+    }
+}
+
+#[tokio::test]
+async fn fault_apiserver_restarted_during_an_http_burst() {
+    let ns = TestNamespace::create("fault-http").await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
+    let app = TestApp::start(&ns.name, &["--launch-timeout", "2s"]).await.ready().await;
+    let (statuses, names) = http_burst_through(&app, 150, async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        component(&["stop", "kube-apiserver"]).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        component(&["recover"]).await;
+    })
+    .await;
+    assert!(statuses.contains(&503), "the outage was felt: {statuses:?}");
+    assert_burst_outcome(&ns, 150, &statuses, &names).await;
+}
+
+#[tokio::test]
+async fn fault_etcd_restarted_during_an_http_burst() {
+    let ns = TestNamespace::create("fault-etcd").await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
+    let app = TestApp::start(&ns.name, &["--launch-timeout", "2s"]).await.ready().await;
+    let (statuses, names) = http_burst_through(&app, 150, async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        component(&["stop", "etcd"]).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        component(&["recover"]).await;
+    })
+    .await;
+    assert!(statuses.contains(&503), "the outage was felt: {statuses:?}");
+    assert_burst_outcome(&ns, 150, &statuses, &names).await;
+}
+
+#[tokio::test]
+async fn fault_sqs_server_hung_for_20s_then_back() {
+    let ns = TestNamespace::create("fault-sqs").await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
+    let queue = TestQueue::create("fault-sqs").await;
+    queue.send_all(&(0..200).map(|i| json!({"jobId": format!("job-{i}")}).to_string()).collect::<Vec<_>>()).await;
+    let mut args = sqs_flags(&queue.url);
+    args.extend(["--sqs-template", "fake", "--sqs-wait-time", "1s", "--sqs-concurrency", "1"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _app = TestApp::start(&ns.name, &args).await.ready().await;
+    wait_until(Duration::from_secs(60), "the burst to be under way", || async { job_count(&ns).await >= 20 }).await;
+    component(&["pause", "sqs"]).await;
+    let during = job_count(&ns).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    component(&["resume", "sqs"]).await;
+    assert!(during < 200, "the outage came mid-burst ({during} Jobs)");
+    wait_until(Duration::from_secs(120), "every message launched and the queue empty", || async {
+        job_count(&ns).await >= 200 && queue.depth_of(&queue.url).await == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(job_count(&ns).await, 200, "no message lost or launched twice");
+    assert!(queue.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn fault_the_launchers_watch_is_cut_and_its_status_catches_up() {
+    let ns = TestNamespace::create("fault-watch").await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
+    let proxy = support::CuttableProxy::start(support::apiserver_address().await).await;
+    let app = TestApp::start_as(proxy.client().await, &ns.name, &[]).await.ready().await;
+    let launch = |duration: &'static str| {
+        let (http, url) = (app.http.clone(), app.url("/v1/jobs"));
+        async move {
+            let r = http.post(url).json(&json!({"template": "fake", "params": {"duration": duration}})).send().await.expect("launch");
+            r.json::<serde_json::Value>().await.expect("view")["name"].as_str().expect("name").to_string()
+        }
+    };
+    let finishing = launch("3s").await;
+    let deleted = launch("60s").await;
+    let state = |name: String| {
+        let (http, url) = (app.http.clone(), app.url(&format!("/v1/jobs/{name}")));
+        async move {
+            let r = http.get(url).send().await.expect("get");
+            if r.status() == 404 { "gone".to_string() } else { r.json::<serde_json::Value>().await.expect("view")["state"].as_str().unwrap_or_default().to_string() }
+        }
+    };
+    wait_until(Duration::from_secs(20), "both running", || async {
+        state(finishing.clone()).await == "running" && state(deleted.clone()).await == "running"
+    })
+    .await;
+
+    // While the launcher is cut off, one Job finishes and the other is deleted.
+    proxy.cut();
+    Api::<Job>::namespaced(ns.client.clone(), &ns.name)
+        .delete(&deleted, &kube::api::DeleteParams::background())
+        .await
+        .expect("delete directly");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(state(finishing.clone()).await, "running", "cut off, the launcher cannot know yet");
+    proxy.restore();
+
+    wait_until(Duration::from_secs(30), "the launcher's status to catch up", || async {
+        state(finishing.clone()).await == "succeeded" && state(deleted.clone()).await == "gone"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fault_a_deleted_template_config_map_is_reported_missing_until_it_returns() {
+    let ns = TestNamespace::create("fault-cm").await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
+    let app = TestApp::start(&ns.name, &[]).await.ready().await;
+    let launch = || {
+        let (http, url) = (app.http.clone(), app.url("/v1/jobs"));
+        async move { http.post(url).json(&json!({"template": "fake"})).send().await.expect("launch").status().as_u16() }
+    };
+    assert_eq!(launch().await, 201);
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(ns.client.clone(), &ns.name)
+        .delete("job-template-cm", &Default::default())
+        .await
+        .expect("delete the ConfigMap");
+    wait_until(Duration::from_secs(10), "launches to answer 404", || async { launch().await == 404 }).await;
+    let templates: serde_json::Value = app.http.get(app.url("/v1/templates")).send().await.expect("t").json().await.expect("json");
+    assert_eq!(templates, json!([]), "no templates while the ConfigMap is gone");
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
+    wait_until(Duration::from_secs(10), "launches to work again", || async { launch().await == 201 }).await;
 }

@@ -7,6 +7,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use futures::StreamExt;
 use kube::{
     Api,
     api::{DeleteParams, PropagationPolicy},
@@ -209,18 +210,26 @@ pub async fn job_logs(
     if tail_lines.is_some_and(|n| n < 0) {
         return Err(AppError::bad_request("tailLines: zero or more"));
     }
-    let options =
+    let mut options =
         LogOptions { follow: query.flag("follow")?, container: query.get("container").map(String::from), tail_lines };
     let jobs = state.launcher.jobs();
-    let pod = jobs.read(|s| s.jobs.get(&name).map(|_| s.pods_of(&name).last().map(|p| p.name.clone())));
-    let pod = match pod {
+    let pod = jobs.read(|s| s.jobs.get(&name).map(|_| s.pods_of(&name).last().map(|p| (p.name.clone(), p.is_finished()))));
+    let (pod, finished) = match pod {
         None => return Err(Error::JobNotFound(name).into()),
         Some(None) => return Err(Error::NoPod(name).into()),
         Some(Some(pod)) => pod,
     };
+    // A finished pod's log is complete: nothing to follow.
+    options.follow &= !finished;
     let stream =
         crate::jobs::logs::pod_log(state.launcher.client().clone(), state.launcher.namespace(), &pod, &options).await?;
-    let mut response = Response::new(Body::from_stream(stream));
+    let body = if options.follow {
+        // Ends the stream once the pod has ended, whether or not its node closes it.
+        Body::from_stream(stream.take_until(crate::jobs::logs::pod_ended(jobs.clone(), pod)))
+    } else {
+        Body::from_stream(stream)
+    };
+    let mut response = Response::new(body);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     Ok(response)
 }

@@ -40,6 +40,10 @@ impl IndexState {
         pods
     }
 
+    pub fn pod(&self, name: &str) -> Option<&PodRecord> {
+        self.pods.get(name)
+    }
+
     pub fn state_of(&self, job: &JobRecord) -> JobState {
         job.state(&self.pods_of(&job.name))
     }

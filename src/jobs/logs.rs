@@ -5,7 +5,10 @@ use futures::{AsyncReadExt, Stream};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client, api::LogParams};
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    jobs::JobIndex,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {
@@ -45,4 +48,21 @@ pub async fn pod_log(
             Err(e) => Some((Err(e), reader)),
         }
     }))
+}
+
+/// Resolves a moment after `pod` has finished or gone, as the index sees it: the end of a
+/// followed log, for nodes that keep the stream open after the container exits.
+pub async fn pod_ended(jobs: JobIndex, pod: String) {
+    let mut changes = jobs.subscribe();
+    loop {
+        let ended = jobs.read(|s| s.pod(&pod).is_none_or(|p| p.is_finished()));
+        if ended {
+            // The last lines can trail the status change.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            return;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
 }

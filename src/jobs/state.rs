@@ -102,6 +102,10 @@ impl PodRecord {
     pub fn is_running(&self) -> bool {
         self.phase == "Running"
     }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase.as_str(), "Succeeded" | "Failed")
+    }
 }
 
 impl JobRecord {

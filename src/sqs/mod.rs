@@ -13,7 +13,13 @@ use crate::config::SqsArgs;
 /// An SQS client from the AWS default chain (environment, profile, web identity for IRSA,
 /// container and instance roles), with the region and endpoint overrides of `args`.
 pub async fn client(args: &SqsArgs) -> aws_sdk_sqs::Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // A server that stops answering must not hang a call forever: an attempt may take the long
+    // poll's wait plus a margin, then fails (and is retried by the loops).
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(args.sqs_wait_time + std::time::Duration::from_secs(15))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(region) = &args.sqs_region {
         loader = loader.region(Region::new(region.clone()));
     }
