@@ -50,9 +50,10 @@ lint: ## cargo fmt --check and clippy
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
 
-.PHONY: openapi
-openapi: ## Regenerate docs/openapi.json from the code
+.PHONY: docs
+docs: ## Regenerate docs/openapi.json and docs/configuration.md from the code
 	cargo run --quiet --locked -- openapi > docs/openapi.json
+	cargo run --quiet --locked -- config-reference > docs/configuration.md
 
 .PHONY: fuzz
 fuzz: dev-up ## Long hostile-input runs: the in-process fuzzer and schemathesis with large budgets

@@ -21,6 +21,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the HTTP API's OpenAPI document.
     Openapi,
+    /// Print the configuration reference (every flag and environment variable) as markdown.
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -263,6 +266,56 @@ pub struct SqsArgs {
     pub sqs_start_grace: Duration,
 }
 
+/// Every flag of `serve` (and the global ones) with its environment variable, default and help,
+/// as markdown tables by section: `docs/configuration.md`.
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    let mut add = |heading: &str, arg: &clap::Arg| {
+        let Some(long) = arg.get_long() else { return };
+        if long == "help" || long == "version" {
+            return;
+        }
+        let env = arg.get_env().map(|e| format!("`{}`", e.to_string_lossy())).unwrap_or_default();
+        let defaults: Vec<String> = arg.get_default_values().iter().map(|d| d.to_string_lossy().into_owned()).collect();
+        let default = if defaults.is_empty() { String::new() } else { format!("`{}`", defaults.join(",")) };
+        let values: Vec<String> = arg.get_possible_values().iter().map(|v| v.get_name().to_string()).collect();
+        let mut help =
+            arg.get_long_help().or(arg.get_help()).map(|h| h.to_string()).unwrap_or_default().replace('\n', " ");
+        if !help.is_empty() && !help.ends_with('.') {
+            help.push('.');
+        }
+        if !values.is_empty() {
+            help.push_str(&format!(" One of: {}.", values.join(", ")));
+        }
+        let row = format!("| `--{long}` | {env} | {default} | {} |", help.replace('|', "\\|"));
+        match sections.iter_mut().find(|(h, _)| h == heading) {
+            Some((_, rows)) => rows.push(row),
+            None => sections.push((heading.to_string(), vec![row])),
+        }
+    };
+    for arg in cli.get_arguments() {
+        add("Logging (every command)", arg);
+    }
+    if let Some(serve) = cli.find_subcommand("serve") {
+        for arg in serve.get_arguments().filter(|a| !a.is_global_set()) {
+            add(arg.get_help_heading().unwrap_or("General"), arg);
+        }
+    }
+    let mut out = String::from(
+        "# Configuration reference\n\nEvery flag of `kube-job-launcher serve`, with the environment variable that can set it instead.\nGenerated from the code: `make docs` rewrites this file, and a test fails when it is out of date.\n",
+    );
+    for (heading, rows) in sections {
+        out.push_str(&format!("\n## {heading}\n\n| flag | environment | default | meaning |\n|---|---|---|---|\n"));
+        for row in rows {
+            out.push_str(&row);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// A duration such as `250ms`, `10s`, `5m` or `1h`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -293,6 +346,15 @@ mod tests {
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn the_committed_configuration_reference_matches_the_flags() {
+        let committed = include_str!("../docs/configuration.md");
+        assert!(
+            committed == reference_markdown(),
+            "docs/configuration.md is out of date: run `make docs` and commit the result"
+        );
     }
 
     #[test]

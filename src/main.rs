@@ -28,6 +28,10 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::ConfigReference => {
+            print!("{}", kube_job_launcher::config::reference_markdown());
+            ExitCode::SUCCESS
+        }
         Command::Openapi => match serde_json::to_string_pretty(&http::openapi()) {
             Ok(json) => {
                 println!("{json}");

@@ -77,7 +77,7 @@ async fn http_burst_through(
                     let sent = http
                         .post(&url)
                         .header("Idempotency-Key", format!("burst-{i}"))
-                        .json(&json!({"template": "fake", "params": {"duration": "200ms"}}))
+                        .json(&json!({"template": "parked"}))
                         .timeout(Duration::from_secs(40))
                         .send()
                         .await;
@@ -89,7 +89,10 @@ async fn http_burst_through(
                     statuses.lock().unwrap_or_else(|p| p.into_inner()).push(status);
                     if answer.status().is_success() {
                         let view: serde_json::Value = answer.json().await.expect("JobView");
-                        names.lock().unwrap_or_else(|p| p.into_inner()).insert(i, view["name"].as_str().unwrap_or_default().to_string());
+                        names
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(i, view["name"].as_str().unwrap_or_default().to_string());
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -103,13 +106,27 @@ async fn http_burst_through(
     (statuses, names)
 }
 
-async fn assert_burst_outcome(ns: &TestNamespace, count: usize, statuses: &[u16], names: &std::collections::BTreeMap<usize, String>) {
+/// Jobs that are created suspended, so a burst of hundreds costs no pods.
+const PARKED: &str = "apiVersion: batch/v1\nkind: Job\nspec:\n  suspend: true\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: main\n        image: busybox\n";
+
+async fn assert_burst_outcome(
+    ns: &TestNamespace,
+    count: usize,
+    statuses: &[u16],
+    names: &std::collections::BTreeMap<usize, String>,
+) {
     let failures: Vec<u16> = statuses.iter().copied().filter(|s| !(200..300).contains(s)).collect();
-    eprintln!("{} answers: {} 2xx, failures {:?}", statuses.len(), statuses.len() - failures.len(), failures.iter().collect::<std::collections::BTreeSet<_>>());
+    eprintln!(
+        "{} answers: {} 2xx, failures {:?}",
+        statuses.len(),
+        statuses.len() - failures.len(),
+        failures.iter().collect::<std::collections::BTreeSet<_>>()
+    );
     assert!(failures.iter().all(|s| *s == 503), "every failure is a 503 the client can retry: {failures:?}");
     assert!(statuses.iter().all(|s| *s != 500 && *s != 502), "no 5xx but 503");
     assert_eq!(names.len(), count, "every request succeeded in the end");
-    let jobs = Api::<Job>::namespaced(ns.client.clone(), &ns.name).list(&ListParams::default()).await.expect("list").items;
+    let jobs =
+        Api::<Job>::namespaced(ns.client.clone(), &ns.name).list(&ListParams::default()).await.expect("list").items;
     let existing: std::collections::BTreeSet<String> = jobs.iter().filter_map(|j| j.metadata.name.clone()).collect();
     assert_eq!(jobs.len(), count, "retries created no duplicates");
     for (i, name) in names {
@@ -120,33 +137,33 @@ async fn assert_burst_outcome(ns: &TestNamespace, count: usize, statuses: &[u16]
 #[tokio::test]
 async fn fault_apiserver_restarted_during_an_http_burst() {
     let ns = TestNamespace::create("fault-http").await;
-    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("parked.yaml", PARKED)]).await;
     let app = TestApp::start(&ns.name, &["--launch-timeout", "2s"]).await.ready().await;
-    let (statuses, names) = http_burst_through(&app, 150, async {
-        tokio::time::sleep(Duration::from_millis(800)).await;
+    let (statuses, names) = http_burst_through(&app, 400, async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
         component(&["stop", "kube-apiserver"]).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         component(&["recover"]).await;
     })
     .await;
     assert!(statuses.contains(&503), "the outage was felt: {statuses:?}");
-    assert_burst_outcome(&ns, 150, &statuses, &names).await;
+    assert_burst_outcome(&ns, 400, &statuses, &names).await;
 }
 
 #[tokio::test]
 async fn fault_etcd_restarted_during_an_http_burst() {
     let ns = TestNamespace::create("fault-etcd").await;
-    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("parked.yaml", PARKED)]).await;
     let app = TestApp::start(&ns.name, &["--launch-timeout", "2s"]).await.ready().await;
-    let (statuses, names) = http_burst_through(&app, 150, async {
-        tokio::time::sleep(Duration::from_millis(800)).await;
+    let (statuses, names) = http_burst_through(&app, 400, async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
         component(&["stop", "etcd"]).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         component(&["recover"]).await;
     })
     .await;
     assert!(statuses.contains(&503), "the outage was felt: {statuses:?}");
-    assert_burst_outcome(&ns, 150, &statuses, &names).await;
+    assert_burst_outcome(&ns, 400, &statuses, &names).await;
 }
 
 #[tokio::test]
@@ -183,7 +200,12 @@ async fn fault_the_launchers_watch_is_cut_and_its_status_catches_up() {
     let launch = |duration: &'static str| {
         let (http, url) = (app.http.clone(), app.url("/v1/jobs"));
         async move {
-            let r = http.post(url).json(&json!({"template": "fake", "params": {"duration": duration}})).send().await.expect("launch");
+            let r = http
+                .post(url)
+                .json(&json!({"template": "fake", "params": {"duration": duration}}))
+                .send()
+                .await
+                .expect("launch");
             r.json::<serde_json::Value>().await.expect("view")["name"].as_str().expect("name").to_string()
         }
     };
@@ -193,7 +215,11 @@ async fn fault_the_launchers_watch_is_cut_and_its_status_catches_up() {
         let (http, url) = (app.http.clone(), app.url(&format!("/v1/jobs/{name}")));
         async move {
             let r = http.get(url).send().await.expect("get");
-            if r.status() == 404 { "gone".to_string() } else { r.json::<serde_json::Value>().await.expect("view")["state"].as_str().unwrap_or_default().to_string() }
+            if r.status() == 404 {
+                "gone".to_string()
+            } else {
+                r.json::<serde_json::Value>().await.expect("view")["state"].as_str().unwrap_or_default().to_string()
+            }
         }
     };
     wait_until(Duration::from_secs(20), "both running", || async {
@@ -232,7 +258,8 @@ async fn fault_a_deleted_template_config_map_is_reported_missing_until_it_return
         .await
         .expect("delete the ConfigMap");
     wait_until(Duration::from_secs(10), "launches to answer 404", || async { launch().await == 404 }).await;
-    let templates: serde_json::Value = app.http.get(app.url("/v1/templates")).send().await.expect("t").json().await.expect("json");
+    let templates: serde_json::Value =
+        app.http.get(app.url("/v1/templates")).send().await.expect("t").json().await.expect("json");
     assert_eq!(templates, json!([]), "no templates while the ConfigMap is gone");
     put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
     wait_until(Duration::from_secs(10), "launches to work again", || async { launch().await == 201 }).await;

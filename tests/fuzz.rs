@@ -44,9 +44,46 @@ fn budget() -> (u64, usize) {
 /// Pieces of syntax that make parsers work: YAML and JSON structure, anchors and tags,
 /// placeholders, control and multi-byte characters.
 const FRAGMENTS: &[&str] = &[
-    ":", "- ", "{", "}", "[", "]", ",", "\"", "'", "\n", "\n  ", "\t", "#", "&a ", "*a", "!!binary ", "!!str ", "---\n", "...\n",
-    "$(params.", "$(params.name)", ")", "|\n", ">-\n", "? ", "\\", "\u{0}", "\u{feff}", "é", "🦀", "null", "~", "1e999", "-0",
-    "0x1F", "true", "<<: *a\n", "%YAML 1.2\n", "kind: Pod\n", "apiVersion: v1\n",
+    ":",
+    "- ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "\"",
+    "'",
+    "\n",
+    "\n  ",
+    "\t",
+    "#",
+    "&a ",
+    "*a",
+    "!!binary ",
+    "!!str ",
+    "---\n",
+    "...\n",
+    "$(params.",
+    "$(params.name)",
+    ")",
+    "|\n",
+    ">-\n",
+    "? ",
+    "\\",
+    "\u{0}",
+    "\u{feff}",
+    "é",
+    "🦀",
+    "null",
+    "~",
+    "1e999",
+    "-0",
+    "0x1F",
+    "true",
+    "<<: *a\n",
+    "%YAML 1.2\n",
+    "kind: Pod\n",
+    "apiVersion: v1\n",
 ];
 
 fn mutate(rng: &mut Rng, input: &str, other: &str) -> String {
@@ -98,17 +135,24 @@ fn fuzz_template_parsing_and_rendering() {
         let base = *rng.pick(&corpus);
         let other = *rng.pick(&corpus);
         let text = mutate(&mut rng, base, other);
-        let Ok(template) = no_panic("Template::parse", &text, || Template::parse("t", source(), &text)) else { continue };
+        let Ok(template) = no_panic("Template::parse", &text, || Template::parse("t", source(), &text)) else {
+            continue;
+        };
         parsed += 1;
         // A template that parses must render to a Job for any values its parameters accept.
         let params: BTreeMap<String, ParamValue> =
             template.parameters.iter().map(|p| (p.name.clone(), ParamValue::String(random_value(&mut rng)))).collect();
         let env = BTreeMap::from([("GREETING_X".to_string(), random_value(&mut rng))]);
         let labels = BTreeMap::new();
-        let out = no_panic("Template::render", &text, || template.render(RenderInput { params: &params, env: &env, labels: &labels }));
+        let out = no_panic("Template::render", &text, || {
+            template.render(RenderInput { params: &params, env: &env, labels: &labels })
+        });
         if let Ok(manifest) = out {
             rendered += 1;
-            assert!(serde_json::from_value::<Job>(manifest).is_ok(), "a valid template rendered a non-Job from:\n{text:?}");
+            assert!(
+                serde_json::from_value::<Job>(manifest).is_ok(),
+                "a valid template rendered a non-Job from:\n{text:?}"
+            );
         }
     }
     eprintln!("templates: {iterations} inputs, {parsed} parsed, {rendered} rendered");
@@ -132,7 +176,9 @@ fn fuzz_launch_request_and_sqs_message_decoding() {
         let request = no_panic("LaunchRequest decoding", &text, || serde_json::from_str::<LaunchRequest>(&text));
         if let Ok(r) = request {
             decoded += 1;
-            let _ = no_panic("render", &text, || template.render(RenderInput { params: &r.params, env: &r.env, labels: &r.labels }));
+            let _ = no_panic("render", &text, || {
+                template.render(RenderInput { params: &r.params, env: &r.env, labels: &r.labels })
+            });
         }
         let _ = no_panic("SQS message decoding", &text, || message::decode(&text));
     }
@@ -143,7 +189,9 @@ fn fuzz_launch_request_and_sqs_message_decoding() {
 fn a_yaml_alias_bomb_is_refused_quickly() {
     let mut bomb = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
     for (i, prev) in ('b'..='j').zip('a'..='i') {
-        bomb.push_str(&format!("{i}: &{i} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+        bomb.push_str(&format!(
+            "{i}: &{i} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+        ));
     }
     bomb.push_str("apiVersion: batch/v1\nkind: Job\n");
     let started = Instant::now();
@@ -195,7 +243,9 @@ spec:
     let template = Template::parse("t", source(), text).expect("valid");
     let render = |v: &str| {
         let params = BTreeMap::from([("v".to_string(), ParamValue::String(v.to_string()))]);
-        template.render(RenderInput { params: &params, env: &BTreeMap::new(), labels: &BTreeMap::new() }).expect("renders")
+        template
+            .render(RenderInput { params: &params, env: &BTreeMap::new(), labels: &BTreeMap::new() })
+            .expect("renders")
     };
     let reference = shape(&render("x"));
     for _ in 0..iterations {
@@ -203,7 +253,10 @@ spec:
         let out = render(&value);
         assert_eq!(shape(&out), reference, "the value {value:?} changed the manifest's structure");
         assert_eq!(out.pointer("/spec/template/spec/containers/0/args/0"), Some(&Value::from(value.clone())));
-        assert_eq!(out.pointer("/spec/template/spec/containers/0/args/1"), Some(&Value::from(format!("prefix {value} suffix"))));
+        assert_eq!(
+            out.pointer("/spec/template/spec/containers/0/args/1"),
+            Some(&Value::from(format!("prefix {value} suffix")))
+        );
         assert_eq!(out.pointer("/spec/template/spec/containers/0/env/0/value"), Some(&Value::from(value.clone())));
     }
 }

@@ -721,7 +721,8 @@ impl CuttableProxy {
     /// A client for the apiserver that goes through this proxy.
     pub async fn client(&self) -> Client {
         let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
-        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+        let mut config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
         config.cluster_url = format!("https://127.0.0.1:{}", self.port).parse().expect("proxy url");
         Client::try_from(config).expect("client through the proxy")
     }
