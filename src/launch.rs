@@ -415,7 +415,7 @@ impl Launcher {
     fn view_of(&self, job: &Job) -> JobView {
         let name = job.metadata.name.clone().unwrap_or_default();
         self.inner.jobs.view(&name).unwrap_or_else(|| {
-            let record = job_record(job).unwrap_or_else(|| crate::jobs::index::empty_record(&name));
+            let record = job_record(job).unwrap_or_else(|| crate::jobs::JobRecord::named(&name));
             JobView::new(&self.inner.namespace, &record, &[])
         })
     }

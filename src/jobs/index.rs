@@ -370,31 +370,6 @@ pub fn job_record(job: &Job) -> Option<JobRecord> {
     })
 }
 
-/// A record that knows only its name: what a Job looks like before anything else is known.
-pub fn empty_record(name: &str) -> JobRecord {
-    JobRecord {
-        name: name.to_string(),
-        uid: String::new(),
-        resource_version: String::new(),
-        template: String::new(),
-        source: String::new(),
-        priority: 0,
-        idempotency_key: None,
-        request_hash: None,
-        sqs_queue: None,
-        created_at: None,
-        queued_at: None,
-        started_at: None,
-        suspended: false,
-        queued_label: false,
-        deleting: false,
-        active: 0,
-        ready: 0,
-        finished: None,
-        labels: Default::default(),
-    }
-}
-
 /// The record of a pod; None for a pod that names no Job.
 pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
     let meta = &pod.metadata;

@@ -109,6 +109,31 @@ impl PodRecord {
 }
 
 impl JobRecord {
+    /// A record that knows only its name: what a Job looks like before anything else is known.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            uid: String::new(),
+            resource_version: String::new(),
+            template: String::new(),
+            source: String::new(),
+            priority: 0,
+            idempotency_key: None,
+            request_hash: None,
+            sqs_queue: None,
+            created_at: None,
+            queued_at: None,
+            started_at: None,
+            suspended: false,
+            queued_label: false,
+            deleting: false,
+            active: 0,
+            ready: 0,
+            finished: None,
+            labels: BTreeMap::new(),
+        }
+    }
+
     /// The Job's state, from its conditions, its suspension and its pods.
     pub fn state(&self, pods: &[&PodRecord]) -> JobState {
         if let Some(finished) = &self.finished {
@@ -156,27 +181,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn record(name: &str) -> JobRecord {
-        JobRecord {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            resource_version: "1".into(),
-            template: "t".into(),
-            source: "http".into(),
-            priority: 0,
-            idempotency_key: None,
-            request_hash: None,
-            sqs_queue: None,
-            created_at: None,
-            queued_at: None,
-            started_at: None,
-            suspended: false,
-            queued_label: false,
-            deleting: false,
-            active: 0,
-            ready: 0,
-            finished: None,
-            labels: BTreeMap::new(),
-        }
+        JobRecord { template: "t".into(), source: "http".into(), ..JobRecord::named(name) }
     }
 
     pub(crate) fn pod(name: &str, phase: &str, exit_code: Option<i32>) -> PodRecord {
