@@ -23,7 +23,7 @@ log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 log "cargo test"
 # Fault tests stop parts of the shared control plane: they run after the others, one at a time.
-cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-4}" --skip fault_
+cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-3}" --skip fault_
 log "generated requests against a live launcher (schemathesis)"
 ST_EXAMPLES="${ST_EXAMPLES:-20}" "$HACK_DIR/schemathesis.sh"
 if [ -x "$HACK_DIR/chart-test.sh" ]; then

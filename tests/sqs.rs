@@ -99,7 +99,7 @@ async fn five_hundred_mixed_messages_make_exactly_five_hundred_jobs() {
     let ids = queue.send_all(&bodies).await;
     assert_eq!(ids.len(), 500);
     let app = start(&ns, &queue, &["--sqs-concurrency", "4"]).await;
-    let took = wait_for_all(&ns, &queue, 500, Duration::from_secs(180)).await;
+    let took = wait_for_all(&ns, &queue, 500, Duration::from_secs(300)).await;
     eprintln!("500 messages -> 500 Jobs in {took:?}: {:.0} launches/s", 500.0 / took.as_secs_f64());
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -180,7 +180,7 @@ async fn messages_that_can_never_launch_go_to_the_dead_letter_queue_with_their_r
     }
     queue.send_all(&bodies).await;
     let _app = start(&ns, &queue, &[]).await;
-    wait_for_all(&ns, &queue, 20, Duration::from_secs(60)).await;
+    wait_for_all(&ns, &queue, 20, Duration::from_secs(180)).await;
     assert_eq!(jobs(&ns).await.len(), 20, "the good messages launched, the invalid ones did not");
 
     let dead = queue.dead_letters().await;
@@ -217,7 +217,7 @@ async fn the_original_launchers_message_sent_with_the_aws_cli_launches_one_job()
     let id = serde_json::from_slice::<serde_json::Value>(&sent.stdout).expect("JSON")["MessageId"]
         .as_str()
         .map(String::from);
-    wait_for_all(&ns, &queue, 1, Duration::from_secs(30)).await;
+    wait_for_all(&ns, &queue, 1, Duration::from_secs(90)).await;
     let all = jobs(&ns).await;
     assert_eq!(all.len(), 1);
     assert_eq!(env_of(&all[0], "MESSAGE_BODY"), Some(body));
@@ -250,14 +250,20 @@ async fn scale_mode_with_slow_starting_pods_launches_one_job_per_message_not_mor
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
             let name = pod.metadata.name.clone().unwrap_or_default();
             if running && seen.insert(name) {
-                let got = sqs.receive_message().queue_url(&url).max_number_of_messages(1).send().await;
-                if let Some(m) = got.ok().and_then(|o| o.messages).and_then(|m| m.into_iter().next()) {
-                    let _ = sqs
-                        .delete_message()
+                // A worker takes one message as it starts, retrying until it has one.
+                for _ in 0..10 {
+                    let got = sqs
+                        .receive_message()
                         .queue_url(&url)
-                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .max_number_of_messages(1)
+                        .wait_time_seconds(1)
                         .send()
                         .await;
+                    if let Some(m) = got.ok().and_then(|o| o.messages).and_then(|m| m.into_iter().next()) {
+                        let handle = m.receipt_handle().unwrap_or_default();
+                        let _ = sqs.delete_message().queue_url(&url).receipt_handle(handle).send().await;
+                        break;
+                    }
                 }
             }
         }
@@ -274,12 +280,14 @@ async fn scale_mode_with_slow_starting_pods_launches_one_job_per_message_not_mor
             "500ms",
             "--sqs-max-jobs-per-poll",
             "50",
+            "--sqs-start-grace",
+            "20s",
         ]
         .map(String::from),
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let _app = TestApp::start(&ns.name, &args).await.ready().await;
-    wait_until(Duration::from_secs(60), "the workers to drain the queue", || async {
+    wait_until(Duration::from_secs(180), "the workers to drain the queue", || async {
         queue.depth_of(&queue.url).await == 0
     })
     .await;
@@ -315,7 +323,7 @@ async fn sigkill_halfway_through_a_burst_then_restart_launches_each_message_once
     assert!(at_kill < 300, "killed before the end ({at_kill} Jobs)");
 
     let _second = support::LauncherProcess::start(&ns.name, &args).await;
-    wait_for_all(&ns, &queue, 300, Duration::from_secs(120)).await;
+    wait_for_all(&ns, &queue, 300, Duration::from_secs(240)).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(jobs(&ns).await.len(), 300, "exactly one Job per message");
     assert_eq!(queue.depth_of(&queue.url).await, 0, "no message left");
@@ -341,7 +349,7 @@ async fn sigterm_during_a_burst_exits_in_grace_and_loses_nothing() {
     let at_stop = jobs(&ns).await.len();
 
     let _second = support::LauncherProcess::start(&ns.name, &args).await;
-    wait_for_all(&ns, &queue, 200, Duration::from_secs(60)).await;
+    wait_for_all(&ns, &queue, 200, Duration::from_secs(180)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(jobs(&ns).await.len(), 200, "exactly one Job per message ({at_stop} before the restart)");
     assert!(queue.dead_letters().await.is_empty());
