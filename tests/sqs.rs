@@ -230,10 +230,13 @@ async fn the_original_launchers_message_sent_with_the_aws_cli_launches_one_job()
 #[tokio::test]
 async fn scale_mode_with_slow_starting_pods_launches_one_job_per_message_not_more() {
     let (ns, queue) = setup("scale").await;
-    let slow = FAKE.replace(
-        "fake.job-launcher.dev/duration: \"$(params.duration)\"",
-        "fake.job-launcher.dev/duration: \"$(params.duration)\"\n        fake.job-launcher.dev/start-delay: 5s",
-    );
+    // Pods take 5 s to start, then run 3 s: long enough for a worker to see them running.
+    let slow = FAKE
+        .replace(
+            "fake.job-launcher.dev/duration: \"$(params.duration)\"",
+            "fake.job-launcher.dev/duration: \"$(params.duration)\"\n        fake.job-launcher.dev/start-delay: 5s",
+        )
+        .replace("default: 300ms", "default: 3s");
     put_config_map(&ns.client, &ns.name, "job-template-cm", &[("slow.yaml", &slow)]).await;
     queue.send_all(&(0..20).map(|i| format!("work item {i}")).collect::<Vec<_>>()).await;
 
