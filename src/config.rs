@@ -24,6 +24,9 @@ pub enum Command {
     /// Print the configuration reference (every flag and environment variable) as markdown.
     #[command(hide = true)]
     ConfigReference,
+    // The CLI: launch, get, list, cancel, logs, templates, render (see docs/cli.md).
+    #[command(flatten)]
+    Client(Box<crate::cli::ClientCommand>),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -232,41 +232,14 @@ impl Launcher {
 
     /// Everything short of creating: the template rendered and the Job named and labelled.
     pub fn prepare(&self, request: &LaunchRequest, origin: &Origin) -> Result<Prepared> {
-        if let Some(key) = &request.idempotency_key
-            && (key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control))
-        {
-            return Err(Error::InvalidRequest(format!(
-                "idempotencyKey: 1 to {MAX_KEY_LEN} characters, no control characters"
-            )));
-        }
         let template = self.template_for(request)?;
-        let mut manifest =
-            template.render(RenderInput { params: &request.params, env: &request.env, labels: &request.labels })?;
-        let suffix = match &request.idempotency_key {
-            Some(key) => naming::keyed_suffix(&self.inner.namespace, &template.name, key),
-            None => naming::random_suffix(),
+        let settings = &self.inner.settings;
+        let job = JobSettings {
+            namespace: &self.inner.namespace,
+            default_ttl_seconds: settings.default_ttl_seconds,
+            globally_capped: settings.caps.max_active.is_some(),
         };
-        let name = naming::job_name(&template.name, &suffix);
-        let request_hash = manifest::request_hash(&template.name, request);
-        let capped = self.inner.settings.caps.max_active.is_some() || template.max_active.is_some();
-        let identity = JobIdentity {
-            name: &name,
-            template: &template.name,
-            origin,
-            priority: request.priority,
-            idempotency_key: request.idempotency_key.as_deref(),
-            request_hash: &request_hash,
-            ttl_seconds: template.ttl_seconds().unwrap_or(self.inner.settings.default_ttl_seconds),
-            queued_at: capped.then(jiff::Timestamp::now),
-        };
-        manifest::apply_identity(&mut manifest, &identity);
-        Ok(Prepared {
-            name,
-            template: template.name.clone(),
-            manifest,
-            request_hash,
-            keyed: request.idempotency_key.is_some(),
-        })
+        prepare(&template, request, origin, &job)
     }
 
     /// Creates the request's Job, or finds the one an identical earlier request created.
@@ -442,6 +415,60 @@ async fn within<T>(deadline: Instant, call: impl Future<Output = kube::Result<T>
         Ok(result) => result,
         Err(_) => Err(kube::Error::Service(Box::new(DeadlineElapsed))),
     }
+}
+
+/// What, besides the template and the request, decides a Job's manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSettings<'a> {
+    /// The launcher's namespace: keyed Job names depend on it.
+    pub namespace: &'a str,
+    pub default_ttl_seconds: i64,
+    /// Whether a global --max-active applies (then every Job queues).
+    pub globally_capped: bool,
+}
+
+/// Everything short of creating, without a cluster: the request checked, the template rendered,
+/// the Job named, labelled and annotated. The server and the CLI's offline render share it.
+pub fn prepare(
+    template: &Template,
+    request: &LaunchRequest,
+    origin: &Origin,
+    job: &JobSettings<'_>,
+) -> Result<Prepared> {
+    if let Some(key) = &request.idempotency_key
+        && (key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control))
+    {
+        return Err(Error::InvalidRequest(format!(
+            "idempotencyKey: 1 to {MAX_KEY_LEN} characters, no control characters"
+        )));
+    }
+    let mut manifest =
+        template.render(RenderInput { params: &request.params, env: &request.env, labels: &request.labels })?;
+    let suffix = match &request.idempotency_key {
+        Some(key) => naming::keyed_suffix(job.namespace, &template.name, key),
+        None => naming::random_suffix(),
+    };
+    let name = naming::job_name(&template.name, &suffix);
+    let request_hash = manifest::request_hash(&template.name, request);
+    let capped = job.globally_capped || template.max_active.is_some();
+    let identity = JobIdentity {
+        name: &name,
+        template: &template.name,
+        origin,
+        priority: request.priority,
+        idempotency_key: request.idempotency_key.as_deref(),
+        request_hash: &request_hash,
+        ttl_seconds: template.ttl_seconds().unwrap_or(job.default_ttl_seconds),
+        queued_at: capped.then(jiff::Timestamp::now),
+    };
+    manifest::apply_identity(&mut manifest, &identity);
+    Ok(Prepared {
+        name,
+        template: template.name.clone(),
+        manifest,
+        request_hash,
+        keyed: request.idempotency_key.is_some(),
+    })
 }
 
 /// Exponential backoff with jitter, bounded by a deadline.

@@ -10,9 +10,10 @@ use kube_job_launcher::{
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging(&cli.log);
     match cli.command {
         Command::Serve(args) => {
+            // Only the server logs; the CLI's output is its answer.
+            telemetry::init_logging(&cli.log);
             let started = async {
                 let (client, namespace) = kube_client(&args.kube).await?;
                 Application::build(*args, client, namespace).await
@@ -28,6 +29,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Client(command) => kube_job_launcher::cli::run(*command).await,
         Command::ConfigReference => {
             print!("{}", kube_job_launcher::config::reference_markdown());
             ExitCode::SUCCESS

@@ -1,0 +1,403 @@
+//! `launch` (and `--wait`), `get`, `list`, `cancel` and `logs`.
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use reqwest::{Method, StatusCode, header::HeaderValue};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{
+    CliError, POLL_INTERVAL,
+    args::{CancelCommand, GetCommand, LaunchCommand, ListCommand, LogsCommand, OutputFormat},
+    client::ApiClient,
+    output::{self, Table, fields, stderr, stdout, when},
+};
+use crate::jobs::{JobState, JobView};
+
+/// How long a Job that was just created may still be unknown to the replica answering (it may
+/// not be the one that created it).
+const NOT_YET_SEEN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long `--wait` rides out a launcher it cannot reach.
+const UNREACHABLE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn job_view(value: &Value) -> Result<JobView, CliError> {
+    serde_json::from_value(value.clone())
+        .map_err(|e| CliError::Unexpected(format!("the launcher's answer is not a JobView: {e}")))
+}
+
+pub async fn launch(command: LaunchCommand) -> Result<(), CliError> {
+    let mut request = command.request.to_request(command.template.clone())?;
+    let client = ApiClient::new(&command.server)?;
+    let mut post = client.request(Method::POST, client.url(&["v1", "jobs"]));
+    // The key travels as the Idempotency-Key header; one a header cannot carry goes in the body.
+    if let Some(key) = &request.idempotency_key
+        && let Ok(header) = HeaderValue::from_str(key)
+    {
+        post = post.header("idempotency-key", header);
+        request.idempotency_key = None;
+    }
+    let (status, value) = client.json(post.json(&request)).await?;
+    let view = job_view(&value)?;
+    let format = command.output.format;
+    if status == StatusCode::OK {
+        stderr(&format!("{}: an earlier request with this idempotency key created it; nothing new", view.name));
+    }
+    if !command.wait {
+        return match format {
+            OutputFormat::Table => stdout(&format!("{}\n", view.name)),
+            _ => stdout(&output::encode(&value, format)?),
+        };
+    }
+    let (last, value) = follow(&client, view, value, command.timeout, format).await?;
+    if format != OutputFormat::Table {
+        stdout(&output::encode(&value, format)?)?;
+    }
+    match last.state {
+        JobState::Succeeded => Ok(()),
+        _ => Err(CliError::Failed(format!(
+            "Job {} failed: {}",
+            last.name,
+            last.message.clone().or_else(|| pod_detail(&last)).unwrap_or_else(|| "no reason given".into())
+        ))),
+    }
+}
+
+/// One progress line: `name: pending -> running (pod x on kwok-node-1)`.
+pub fn progress_line(from: Option<JobState>, view: &JobView) -> String {
+    let states = match from {
+        Some(from) => format!("{} -> {}", from.as_str(), view.state.as_str()),
+        None => view.state.as_str().to_string(),
+    };
+    let detail = match (view.state, view.queue_position) {
+        (JobState::Queued, Some(position)) => Some(format!("{position} ahead in the queue")),
+        _ => pod_detail(view),
+    };
+    match detail {
+        Some(detail) => output::cell(&format!("{}: {states} ({detail})", view.name)),
+        None => output::cell(&format!("{}: {states}", view.name)),
+    }
+}
+
+/// What the Job's newest pod is doing.
+fn pod_detail(view: &JobView) -> Option<String> {
+    let pod = view.pods.last()?;
+    let mut text = match (pod.exit_code, &pod.node) {
+        (Some(code), _) => format!("pod {} exited with code {code}", pod.name),
+        (None, Some(node)) => format!("pod {} on {node}", pod.name),
+        (None, None) => format!("pod {}", pod.name),
+    };
+    if let Some(reason) = &pod.reason {
+        text.push_str(&format!(": {reason}"));
+    }
+    Some(text)
+}
+
+/// Polls the Job until it ends, printing a line on each change of state: to standard output for
+/// people (table), to standard error when standard output carries JSON or YAML. Returns the
+/// Job's last view and its JSON.
+async fn follow(
+    client: &ApiClient,
+    first: JobView,
+    first_value: Value,
+    timeout: Option<std::time::Duration>,
+    format: OutputFormat,
+) -> Result<(JobView, Value), CliError> {
+    let progress = |line: String| {
+        if format == OutputFormat::Table {
+            // Best effort: a closed pipe must not hide the Job's outcome, which the exit code
+            // still tells.
+            let _ = stdout(&format!("{line}\n"));
+        } else {
+            stderr(&line);
+        }
+    };
+    let started = Instant::now();
+    let deadline = timeout.map(|t| started + t);
+    let name = first.name.clone();
+    progress(progress_line(None, &first));
+    let (mut last, mut last_value) = (first, first_value);
+    let mut seen = false;
+    let mut unreachable_since: Option<Instant> = None;
+    while !last.state.is_finished() {
+        let pause = Instant::now() + POLL_INTERVAL;
+        if let Some(deadline) = deadline
+            && pause > deadline
+        {
+            tokio::time::sleep_until(deadline).await;
+            return Err(CliError::GaveUp(format!(
+                "gave up waiting for Job {name} after {}; it is {}",
+                humantime(timeout.unwrap_or_default()),
+                last.state.as_str()
+            )));
+        }
+        tokio::time::sleep_until(pause).await;
+        match client.get_json(&["v1", "jobs", &name]).await {
+            Ok(value) => {
+                let view = job_view(&value)?;
+                seen = true;
+                unreachable_since = None;
+                if view.state != last.state {
+                    progress(progress_line(Some(last.state), &view));
+                }
+                (last, last_value) = (view, value);
+            }
+            Err(e) if e.status() == Some(404) => {
+                if !seen && started.elapsed() < NOT_YET_SEEN_GRACE {
+                    continue;
+                }
+                return Err(CliError::Failed(format!(
+                    "Job {name} was deleted before it finished (cancelled?); it was {}",
+                    last.state.as_str()
+                )));
+            }
+            Err(e) if e.is_transient() => {
+                let since = *unreachable_since.get_or_insert_with(|| {
+                    stderr(&format!("warning: {e}; trying again"));
+                    Instant::now()
+                });
+                if since.elapsed() > UNREACHABLE_GRACE {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((last, last_value))
+}
+
+fn humantime(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+}
+
+pub async fn get(command: GetCommand) -> Result<(), CliError> {
+    let client = ApiClient::new(&command.server)?;
+    let value = client.get_json(&["v1", "jobs", &command.name]).await?;
+    match command.output.format {
+        OutputFormat::Table => stdout(&describe(&job_view(&value)?, Timestamp::now())),
+        format => stdout(&output::encode(&value, format)?),
+    }
+}
+
+/// One Job in detail, for people.
+pub fn describe(view: &JobView, now: Timestamp) -> String {
+    let state = match view.queue_position {
+        Some(position) => format!("{} ({position} ahead in the queue)", view.state.as_str()),
+        None => view.state.as_str().to_string(),
+    };
+    let labels: Vec<String> = view.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut text = fields(&[
+        ("Name", view.name.clone()),
+        ("Namespace", view.namespace.clone()),
+        ("Template", view.template.clone()),
+        ("Source", view.source.clone()),
+        ("State", state),
+        ("Priority", view.priority.to_string()),
+        ("Idempotency key", view.idempotency_key.clone().unwrap_or_default()),
+        ("Created", when(view.created_at, now)),
+        ("Started", when(view.started_at, now)),
+        ("Finished", when(view.finished_at, now)),
+        ("Message", view.message.clone().unwrap_or_default()),
+        ("Labels", labels.join(", ")),
+    ]);
+    if !view.pods.is_empty() {
+        let mut pods = Table::new(&["POD", "PHASE", "NODE", "EXIT CODE", "REASON"]);
+        for pod in &view.pods {
+            pods.row(vec![
+                pod.name.clone(),
+                pod.phase.clone(),
+                pod.node.clone().unwrap_or_default(),
+                pod.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                pod.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        text.push_str("Pods:\n");
+        for line in pods.render().lines() {
+            text.push_str(&format!("  {line}\n"));
+        }
+    }
+    text
+}
+
+pub async fn list(command: ListCommand) -> Result<(), CliError> {
+    let client = ApiClient::new(&command.server)?;
+    let mut items: Vec<Value> = Vec::new();
+    let mut token = command.continue_token.clone();
+    let next = loop {
+        let mut url = client.url(&["v1", "jobs"]);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(template) = &command.template {
+                query.append_pair("template", template);
+            }
+            if let Some(state) = &command.state {
+                query.append_pair("state", state);
+            }
+            for (k, v) in &command.labels {
+                query.append_pair("label", &format!("{k}={v}"));
+            }
+            if let Some(limit) = command.limit {
+                query.append_pair("limit", &limit.to_string());
+            }
+            if let Some(token) = &token {
+                query.append_pair("continue", token);
+            }
+        }
+        let (_, page) = client.json(client.request(Method::GET, url)).await?;
+        let page_items = page
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| CliError::Unexpected("the launcher's answer has no list of items".into()))?;
+        items.extend(page_items.iter().cloned());
+        let next = page.get("continue").and_then(Value::as_str).map(String::from);
+        match next {
+            // A token equal to the last would loop for ever.
+            Some(next) if command.all && token.as_ref() != Some(&next) => token = Some(next),
+            Some(_) if command.all => break None,
+            next => break next,
+        }
+    };
+    let format = command.output.format;
+    if format != OutputFormat::Table {
+        let mut list = json!({ "items": items });
+        if let Some(next) = &next {
+            list["continue"] = Value::from(next.as_str());
+        }
+        return stdout(&output::encode(&list, format)?);
+    }
+    let views = items.iter().map(job_view).collect::<Result<Vec<_>, _>>()?;
+    if views.is_empty() {
+        stderr("No Jobs found.");
+    } else {
+        stdout(&jobs_table(&views, Timestamp::now()).render())?;
+    }
+    if let Some(next) = next {
+        stderr(&format!("More Jobs: --all for every page, or --continue {next} for the next one."));
+    }
+    Ok(())
+}
+
+/// Jobs as rows, for people.
+pub fn jobs_table(views: &[JobView], now: Timestamp) -> Table {
+    let mut table = Table::new(&["NAME", "TEMPLATE", "STATE", "SOURCE", "PRIORITY", "AGE"]);
+    for v in views {
+        table.row(vec![
+            v.name.clone(),
+            v.template.clone(),
+            v.state.as_str().to_string(),
+            v.source.clone(),
+            v.priority.to_string(),
+            v.created_at.map(|t| output::age(t, now)).unwrap_or_default(),
+        ]);
+    }
+    table
+}
+
+pub async fn cancel(command: CancelCommand) -> Result<(), CliError> {
+    let client = ApiClient::new(&command.server)?;
+    let request = client.request(Method::DELETE, client.url(&["v1", "jobs", &command.name]));
+    let (_, value) = client.json(request).await?;
+    match command.output.format {
+        OutputFormat::Table => {
+            let view = job_view(&value)?;
+            stdout(&format!("{}: cancelled (it was {})\n", view.name, view.state.as_str()))
+        }
+        format => stdout(&output::encode(&value, format)?),
+    }
+}
+
+pub async fn logs(command: LogsCommand) -> Result<(), CliError> {
+    let client = ApiClient::new(&command.server)?;
+    let mut url = client.url(&["v1", "jobs", &command.name, "logs"]);
+    {
+        let mut query = url.query_pairs_mut();
+        if command.follow {
+            query.append_pair("follow", "true");
+        }
+        if let Some(container) = &command.container {
+            query.append_pair("container", container);
+        }
+        if let Some(tail) = command.tail {
+            query.append_pair("tailLines", &tail.to_string());
+        }
+    }
+    let mut told = false;
+    let response = loop {
+        match client.send(client.request_without_deadline(Method::GET, url.clone())).await {
+            Ok(response) => break response,
+            // Following a Job that has no pod yet, or whose container has not started: wait.
+            Err(CliError::Problem { status, detail, .. })
+                if command.follow && (status == 409 || (status == 400 && detail.contains("waiting to start"))) =>
+            {
+                if !told {
+                    stderr(&format!("waiting for Job {}: {detail}", command.name));
+                    told = true;
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| client.transport_error(&e))?;
+        stdout(&String::from_utf8_lossy(&chunk))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(value: Value) -> JobView {
+        serde_json::from_value(value).expect("a JobView")
+    }
+
+    fn sample() -> Value {
+        json!({
+            "name": "fake-abc", "namespace": "ns", "template": "fake", "source": "cli", "state": "running",
+            "priority": 0, "idempotencyKey": null, "createdAt": "1970-01-12T13:45:00Z", "startedAt": null,
+            "finishedAt": null, "message": null, "labels": {"team": "odd"},
+            "pods": [{"name": "fake-abc-x", "phase": "Running", "node": "kwok-node-1", "exitCode": null, "reason": null}]
+        })
+    }
+
+    #[test]
+    fn progress_lines_name_the_change_and_the_pod() {
+        let running = view(sample());
+        assert_eq!(
+            progress_line(Some(JobState::Pending), &running),
+            "fake-abc: pending -> running (pod fake-abc-x on kwok-node-1)"
+        );
+        let mut failed = sample();
+        failed["state"] = json!("failed");
+        failed["pods"][0]["exitCode"] = json!(3);
+        failed["pods"][0]["reason"] = json!("Error");
+        assert_eq!(
+            progress_line(Some(JobState::Running), &view(failed)),
+            "fake-abc: running -> failed (pod fake-abc-x exited with code 3: Error)"
+        );
+        let mut queued = sample();
+        queued["state"] = json!("queued");
+        queued["pods"] = json!([]);
+        queued["queuePosition"] = json!(2);
+        assert_eq!(progress_line(None, &view(queued)), "fake-abc: queued (2 ahead in the queue)");
+    }
+
+    #[test]
+    fn a_job_is_described_and_listed_for_people() {
+        let now = Timestamp::from_second(1_000_000).expect("ts");
+        let text = describe(&view(sample()), now);
+        assert!(text.starts_with("Name:       fake-abc\n"), "{text}");
+        assert!(text.contains("Created:    1970-01-12 13:45:00Z (100s ago)\n"), "{text}");
+        assert!(text.contains("Labels:     team=odd\n"), "{text}");
+        assert!(!text.contains("Started"), "{text}");
+        assert!(text.contains("  POD          PHASE     NODE          EXIT CODE   REASON\n"), "{text}");
+        let table = jobs_table(&[view(sample())], now).render();
+        assert_eq!(
+            table,
+            "NAME       TEMPLATE   STATE     SOURCE   PRIORITY   AGE\nfake-abc   fake       running   cli      0          100s\n"
+        );
+    }
+}
