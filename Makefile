@@ -61,6 +61,11 @@ fuzz: dev-up ## Long hostile-input runs: the in-process fuzzer and schemathesis 
 	cargo build --locked
 	ST_EXAMPLES=$${ST_EXAMPLES:-300} hack/schemathesis.sh
 
+.PHONY: chart-test
+chart-test: dev-up ## Helm chart checks: lint, render, server dry run, install, the Role proven with the launcher
+	cargo build --locked
+	@hack/chart-test.sh
+
 .PHONY: test-faults
 test-faults: dev-up ## Only the fault tests (they stop parts of the local control plane)
 	source .local/dev.env && cargo test --locked --test faults -- --test-threads=1

@@ -59,4 +59,5 @@ write_simple() {
 write_kubernetes
 write_simple etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
 write_simple kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok
+write_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3
 echo ">> done; commit hack/tools/*/go.mod and go.sum"

@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+# The launcher's container image: a release build on Debian (glibc), run from distroless "cc"
+# (glibc, libgcc, CA certificates and tzdata; no shell, no package manager) as the nonroot user.
+#
+#   docker build -t kube-job-launcher:0.1.0 .
+#
+# The chart runs it with a read-only root filesystem; the image's entrypoint is `serve`, the
+# chart's args are its flags. See deploy/helm/kube-job-launcher/README.md for kind and minikube.
+
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-bookworm AS build
+# aws-lc-sys (the TLS crypto kube, reqwest and the AWS SDK share) can fall back to CMake.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY docs ./docs
+COPY examples ./examples
+COPY deploy/helm/kube-job-launcher/files ./deploy/helm/kube-job-launcher/files
+# Cache mounts keep the registry and the build directory between builds (BuildKit); the binary is
+# copied out of the cached target directory, which is not part of the layer.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin kube-job-launcher \
+ && install -D -m 0755 target/release/kube-job-launcher /out/kube-job-launcher \
+ && /out/kube-job-launcher --version
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/kube-job-launcher /usr/local/bin/kube-job-launcher
+# Numeric, so the kubelet can check runAsNonRoot against it (65532 is distroless's nonroot).
+USER 65532:65532
+# 8080: the API (--listen); 9090: /healthz, /readyz, /metrics (--admin-listen).
+EXPOSE 8080 9090
+ENTRYPOINT ["/usr/local/bin/kube-job-launcher", "serve"]
