@@ -55,15 +55,20 @@ pub enum Slot {
     Neither,
 }
 
+/// Where a Job stands for admission.
+pub fn slot_of(job: &JobRecord) -> Slot {
+    if job.deleting || job.finished.is_some() {
+        Slot::Neither
+    } else if job.suspended {
+        if job.queued_label { Slot::Queued } else { Slot::Neither }
+    } else {
+        Slot::Active
+    }
+}
+
 impl Candidate {
     pub fn from_record(job: &JobRecord) -> Self {
-        let state = if job.deleting || job.finished.is_some() {
-            Slot::Neither
-        } else if job.suspended {
-            if job.queued_label { Slot::Queued } else { Slot::Neither }
-        } else {
-            Slot::Active
-        };
+        let state = slot_of(job);
         Self {
             name: job.name.clone(),
             template: job.template.clone(),
@@ -136,8 +141,18 @@ pub struct TemplateQueue {
     pub max_active: Option<u32>,
 }
 
+/// The queued and active Jobs (finished ones, the bulk of a busy index, are not copied).
 pub fn candidates(state: &IndexState) -> Vec<Candidate> {
-    state.jobs.values().map(Candidate::from_record).collect()
+    state.jobs.values().filter(|j| slot_of(j) != Slot::Neither).map(Candidate::from_record).collect()
+}
+
+/// Queued and active Jobs, counted without copying anything.
+pub fn counts(state: &IndexState) -> (u64, u64) {
+    state.jobs.values().fold((0, 0), |(q, a), j| match slot_of(j) {
+        Slot::Queued => (q + 1, a),
+        Slot::Active => (q, a + 1),
+        Slot::Neither => (q, a),
+    })
 }
 
 /// Every template's own cap.
@@ -182,6 +197,9 @@ pub fn queue_status(
     }
 }
 
+/// How long admission waits after an index event for more to arrive before it acts.
+const COALESCE: Duration = Duration::from_millis(20);
+
 /// The admission loop: runs on every replica, acts only while this one leads.
 pub struct Admission {
     client: Client,
@@ -216,29 +234,25 @@ impl Admission {
         let mut in_flight: HashSet<String> = HashSet::new();
         let mut resync = tokio::time::interval(self.resync);
         loop {
-            tokio::select! {
-                r = changes.changed() => if r.is_err() { break },
-                r = template_changes.changed() => if r.is_err() { break },
-                r = leader.changed() => if r.is_err() { break },
-                _ = resync.tick() => {}
+            let index_changed = tokio::select! {
+                r = changes.changed() => if r.is_err() { break } else { true },
+                r = template_changes.changed() => if r.is_err() { break } else { false },
+                r = leader.changed() => if r.is_err() { break } else { false },
+                _ = resync.tick() => false,
                 _ = stop.wait_for(|s| *s) => break,
+            };
+            if index_changed {
+                // A burst of events (a thousand Jobs launched) makes one pass, not a thousand:
+                // each pass reads the whole index.
+                tokio::time::sleep(COALESCE).await;
+                changes.mark_unchanged();
             }
-            self.record_gauges();
             if !*self.leader.borrow() || !self.jobs.is_synced() {
                 in_flight.clear();
                 continue;
             }
             self.admit(&mut in_flight).await;
         }
-    }
-
-    fn record_gauges(&self) {
-        let (queued, leader) = (
-            self.jobs.read(|s| candidates(s).iter().filter(|c| c.state == Slot::Queued).count()),
-            *self.leader.borrow(),
-        );
-        self.metrics.queue_depth.set(queued as i64);
-        self.metrics.leader.set(i64::from(leader));
     }
 
     /// Admits what the caps allow now, checking leadership before every write.

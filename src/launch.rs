@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    admission::{self, Caps, Slot},
+    admission::{self, Caps},
     error::{Error, Result, is_transient_kube_error},
     jobs::{JobIndex, JobView, index::job_record},
     keys,
@@ -188,13 +188,7 @@ impl Launcher {
 
     /// Queued and active Jobs, as admission counts them.
     fn queue_counts(&self) -> (u64, u64) {
-        self.inner.jobs.read(|s| {
-            admission::candidates(s).iter().fold((0, 0), |(q, a), c| match c.state {
-                Slot::Queued => (q + 1, a),
-                Slot::Active => (q, a + 1),
-                Slot::Neither => (q, a),
-            })
-        })
+        self.inner.jobs.read(admission::counts)
     }
 
     /// When launches should wait because the queue is full: how long before trying again.

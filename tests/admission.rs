@@ -120,6 +120,11 @@ async fn cancelling_a_queued_job_takes_it_out_of_the_queue() {
     let observer = JobObserver::start(&ns).await;
     let app = TestApp::start(&ns.name, &["--max-active", "1"]).await.ready().await;
     let blocker = name(&launch(&app.http, &app.base, json!({"template": "fake", "params": {"duration": "3s"}})).await);
+    wait_until(Duration::from_secs(10), "the blocker to be admitted", || async {
+        let q: Value = app.http.get(app.url("/v1/queue")).send().await.expect("q").json().await.expect("json");
+        q["active"] == 1
+    })
+    .await;
     let first = name(&launch(&app.http, &app.base, json!({"template": "fake"})).await);
     let second = name(&launch(&app.http, &app.base, json!({"template": "fake"})).await);
     let view = |n: String| {

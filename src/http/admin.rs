@@ -37,9 +37,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    for (job_state, count) in state.launcher.jobs().count_by_state() {
+    // Gauges computed from the index when scraped, not on every event.
+    let launcher = &state.launcher;
+    for (job_state, count) in launcher.jobs().count_by_state() {
         state.metrics.jobs.get_or_create(&StateLabels { state: job_state.as_str().into() }).set(count as i64);
     }
+    let (queued, _) = launcher.jobs().read(crate::admission::counts);
+    state.metrics.queue_depth.set(queued as i64);
+    state.metrics.leader.set(i64::from(launcher.may_lead()));
     let mut response = state.metrics.encode().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
