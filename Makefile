@@ -25,6 +25,10 @@ run: dev-up ## Start the local control plane and SQS, load the example templates
 test: ## Start what is missing, then fmt, clippy and every test (stops what it started)
 	@hack/test.sh
 
+.PHONY: bench
+bench: ## Throughput, latency, memory and start-up against the apiserver's own ceiling; writes docs/benchmarks.md
+	@hack/bench.sh
+
 .PHONY: dev-up
 dev-up: ## Build (first time only) and start etcd, kube-apiserver, controllers, kwok nodes and SQS
 	@hack/dev-up.sh

@@ -16,6 +16,9 @@ pub enum Error {
     #[error("no template named {name:?} (templates: {known})")]
     UnknownTemplate { name: String, known: String },
 
+    #[error("the templates have not loaded yet; retry shortly")]
+    TemplatesLoading,
+
     #[error("template {name:?} is not served: it has never had a valid version ({error})")]
     TemplateInvalid { name: String, error: String },
 
@@ -50,6 +53,7 @@ impl Error {
         match self {
             Self::InvalidRequest(_) | Self::Render(_) => "invalid",
             Self::UnknownTemplate { .. } => "unknown_template",
+            Self::TemplatesLoading => "not_ready",
             Self::TemplateInvalid { .. } => "template_invalid",
             Self::KeyReused { .. } => "key_reused",
             Self::NameTaken(_) => "name_taken",
@@ -65,7 +69,7 @@ impl Error {
     /// Whether trying the same thing again later can succeed: an SQS message with such an error
     /// goes back to the queue; any other goes to the dead-letter queue.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::QueueFull { .. } | Self::KubeUnavailable(_) | Self::Kube(_))
+        matches!(self, Self::TemplatesLoading | Self::QueueFull { .. } | Self::KubeUnavailable(_) | Self::Kube(_))
     }
 
     /// Classifies a Kubernetes client error: transport failures, throttling and server errors are

@@ -205,6 +205,16 @@ impl Launcher {
         Some(u64::from(max).saturating_sub(queued + active))
     }
 
+    /// Resolves once templates and the Job index are loaded, or when `stop` is set; true when
+    /// ready. Workers that take input they cannot give back at once (SQS) wait for this.
+    pub async fn ready(&self, stop: &watch::Receiver<bool>) -> bool {
+        let mut stop = stop.clone();
+        tokio::select! {
+            () = async { tokio::join!(self.inner.templates.synced(), self.inner.jobs.synced()); } => true,
+            _ = stop.wait_for(|s| *s) => false,
+        }
+    }
+
     /// Whether this replica holds the lease: only the leader does the work that one replica
     /// must do alone (admission, scale-mode polling).
     pub fn may_lead(&self) -> bool {
@@ -213,6 +223,11 @@ impl Launcher {
 
     /// The template a request names (or the default one), if it is served.
     pub fn template_for(&self, request: &LaunchRequest) -> Result<Arc<Template>> {
+        // Before the first list, "no such template" would be a guess: a dead letter or a 404
+        // for a template that exists.
+        if !self.inner.templates.is_synced() {
+            return Err(Error::TemplatesLoading);
+        }
         let name = request.template.as_deref().unwrap_or(&self.inner.settings.default_template);
         match self.inner.templates.lookup(name) {
             TemplateLookup::Found(t) => Ok(t),
@@ -486,5 +501,59 @@ impl Backoff {
         tokio::time::sleep(pause).await;
         self.next = (self.next * 2).min(Duration::from_secs(2));
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A launcher whose template store has not listed its ConfigMaps yet. Its client points at a
+    /// closed port: nothing here may reach the API server.
+    fn launcher_before_templates_load() -> Launcher {
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().expect("a URL"))).expect("a client");
+        let metrics = Metrics::new();
+        let (_, leader) = watch::channel(true);
+        Launcher::new(
+            client,
+            "ns",
+            TemplateStore::new("ns", vec!["job-template-cm".into()], metrics.clone()),
+            JobIndex::new("ns"),
+            LaunchSettings {
+                caps: Caps::default(),
+                default_template: "default".into(),
+                default_ttl_seconds: 3600,
+                timeout: Duration::from_secs(1),
+            },
+            metrics,
+            leader,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_launch_before_the_templates_load_is_retryable_not_unknown() {
+        let launcher = launcher_before_templates_load();
+        let error = launcher
+            .launch(&LaunchRequest::default(), &Origin::new(Source::Sqs))
+            .await
+            .expect_err("no template can be served yet");
+        assert!(matches!(error, Error::TemplatesLoading), "{error:?}");
+        // SQS keeps such a message instead of dead-lettering it; HTTP answers 503.
+        assert!(error.is_transient());
+    }
+
+    #[tokio::test]
+    async fn ready_waits_for_templates_and_index_and_gives_up_on_stop() {
+        let launcher = launcher_before_templates_load();
+        let (stop_tx, stop) = watch::channel(false);
+        let waiting = tokio::spawn({
+            let launcher = launcher.clone();
+            async move { launcher.ready(&stop).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "ready before anything was listed");
+        stop_tx.send_replace(true);
+        assert!(!waiting.await.expect("the wait ends"), "stopped, not ready");
     }
 }

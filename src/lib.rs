@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod keys;
 pub mod launch;
 pub mod leader;
+pub mod memory;
 pub mod sqs;
 pub mod telemetry;
 pub mod template;

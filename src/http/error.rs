@@ -94,6 +94,8 @@ impl From<Error> for AppError {
             Error::UnknownTemplate { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "unknown-template", "Unknown template", detail)
             }
+            Error::TemplatesLoading => Self::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", detail)
+                .retry_after(Duration::from_secs(1)),
             Error::TemplateInvalid { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "template-not-served", "Template not served", detail)
             }

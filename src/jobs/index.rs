@@ -23,6 +23,10 @@ use super::{
 };
 use crate::keys;
 
+/// Objects per page of a (re)list. Smaller than kube's 500: a page of full Jobs is decoded whole
+/// before it is reduced to records, and those transient megabytes stay in the allocator.
+const LIST_PAGE_SIZE: u32 = 100;
+
 /// The index's contents: plain maps of records.
 #[derive(Debug, Default)]
 pub struct IndexState {
@@ -149,6 +153,12 @@ impl JobIndex {
         *self.inner.jobs_synced.borrow() && *self.inner.pods_synced.borrow()
     }
 
+    /// Resolves once both watches have listed everything.
+    pub async fn synced(&self) {
+        let _ = self.inner.jobs_synced.subscribe().wait_for(|synced| *synced).await;
+        let _ = self.inner.pods_synced.subscribe().wait_for(|synced| *synced).await;
+    }
+
     /// A receiver that sees a new value after every change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
@@ -184,7 +194,7 @@ impl JobIndex {
                 .jobs
                 .values()
                 .filter(|j| filter.template.as_ref().is_none_or(|t| &j.template == t))
-                .filter(|j| filter.labels.iter().all(|(k, v)| j.labels.get(k) == Some(v)))
+                .filter(|j| filter.labels.iter().all(|(k, v)| j.labels.get(k) == Some(v.as_str())))
                 .filter(|j| filter.state.is_none_or(|st| s.state_of(j) == st))
                 .filter(|j| {
                     after.as_ref().is_none_or(|(nanos, name)| sort_key(j) > (std::cmp::Reverse(*nanos), name.as_str()))
@@ -230,7 +240,7 @@ impl JobIndex {
         let selector = keys::managed_selector();
         let jobs: Api<Job> = Api::namespaced(client.clone(), &self.inner.namespace);
         let pods: Api<Pod> = Api::namespaced(client, &self.inner.namespace);
-        let config = watcher::Config::default().labels(&selector);
+        let config = watcher::Config::default().labels(&selector).page_size(LIST_PAGE_SIZE);
         let job_feed = self.clone().feed(
             "jobs",
             watcher(jobs, config.clone()).default_backoff().map_ok(|e| map_event(e, |job| job_record(&job))),
@@ -291,6 +301,8 @@ impl JobIndex {
                     let batch = std::mem::take(&mut buffer);
                     let count = batch.len();
                     self.write(|s| replace(s, batch));
+                    // The relist's pages and the replaced records are garbage now.
+                    crate::memory::release_free_memory();
                     if !*synced.borrow() {
                         tracing::info!(%what, count, "index synced");
                     }
@@ -348,8 +360,6 @@ pub fn job_record(job: &Job) -> Option<JobRecord> {
     });
     let created_at = meta.creation_timestamp.as_ref().map(|t| t.0);
     Some(JobRecord {
-        uid: meta.uid.clone().unwrap_or_default(),
-        resource_version: meta.resource_version.clone().unwrap_or_default(),
         template: labels.get(keys::TEMPLATE).cloned().unwrap_or_default(),
         source: labels.get(keys::SOURCE).cloned().unwrap_or_default(),
         priority: annotation(keys::PRIORITY).and_then(|p| p.parse().ok()).unwrap_or(0),
@@ -365,7 +375,7 @@ pub fn job_record(job: &Job) -> Option<JobRecord> {
         active: status.and_then(|s| s.active).unwrap_or(0),
         ready: status.and_then(|s| s.ready).unwrap_or(0),
         finished,
-        labels,
+        labels: labels.into(),
         name,
     })
 }
@@ -449,7 +459,7 @@ mod tests {
     fn filters_by_template_state_and_labels() {
         let mut a = record("a");
         a.template = "x".into();
-        a.labels.insert("team".into(), "data".into());
+        a.labels = std::collections::BTreeMap::from([("team".to_string(), "data".to_string())]).into();
         let mut b = record("b");
         b.template = "y".into();
         b.suspended = true;

@@ -61,8 +61,6 @@ pub struct Finished {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
     pub name: String,
-    pub uid: String,
-    pub resource_version: String,
     pub template: String,
     pub source: String,
     pub priority: i32,
@@ -81,7 +79,29 @@ pub struct JobRecord {
     pub active: i32,
     pub ready: i32,
     pub finished: Option<Finished>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
+}
+
+/// A Job's labels, kept as one exact-size slice: a map would cost a tree node per Job, and the
+/// index holds thousands of them. Sorted by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels(Box<[(Box<str>, Box<str>)]>);
+
+impl Labels {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| self.0[i].1.as_ref())
+    }
+
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+}
+
+impl From<BTreeMap<String, String>> for Labels {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        // A BTreeMap iterates in key order, so the slice comes out sorted.
+        Self(map.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect())
+    }
 }
 
 /// What the launcher keeps of one pod.
@@ -113,8 +133,6 @@ impl JobRecord {
     pub fn named(name: &str) -> Self {
         Self {
             name: name.to_string(),
-            uid: String::new(),
-            resource_version: String::new(),
             template: String::new(),
             source: String::new(),
             priority: 0,
@@ -130,7 +148,7 @@ impl JobRecord {
             active: 0,
             ready: 0,
             finished: None,
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
         }
     }
 
@@ -257,5 +275,20 @@ pub(crate) mod tests {
             assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
         }
         assert!("Running".parse::<JobState>().is_err());
+    }
+
+    #[test]
+    fn labels_find_every_key_and_give_back_the_same_map() {
+        let map: BTreeMap<String, String> =
+            [("zeta", "1"), ("alpha", "2"), ("job-launcher.dev/template", "t"), ("m", "")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let labels = Labels::from(map.clone());
+        for (k, v) in &map {
+            assert_eq!(labels.get(k), Some(v.as_str()), "{k}");
+        }
+        assert_eq!(labels.get("beta"), None);
+        assert_eq!(labels.to_map(), map);
     }
 }

@@ -66,7 +66,7 @@ impl JobView {
                 })
                 .collect(),
             message: job.message(pods),
-            labels: job.labels.clone(),
+            labels: job.labels.to_map(),
             queue_position: None,
         }
     }

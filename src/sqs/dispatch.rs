@@ -338,6 +338,10 @@ impl Dispatcher {
     /// Runs `concurrency` receive loops until `stop` is set, then returns once each has settled
     /// its batch.
     pub async fn run(self: Arc<Self>, concurrency: usize, stop: watch::Receiver<bool>) {
+        // A message received before the templates are loaded could only be held or guessed at.
+        if !self.launcher.ready(&stop).await {
+            return;
+        }
         tracing::info!(queue = %self.settings.queue_url, concurrency, dead_letter = ?self.dead_letter, "SQS dispatch consumer started");
         let loops = (0..concurrency.max(1)).map(|_| {
             let this = self.clone();

@@ -126,6 +126,11 @@ impl ScalePoller {
 
     /// Polls every interval until `stop` is set.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        // Until the index has listed the Jobs, those still waiting for a message are unknown and
+        // the poll would launch too many.
+        if !self.launcher.ready(&stop).await {
+            return;
+        }
         tracing::info!(queue = %self.settings.queue_url, interval = ?self.settings.interval, "SQS scale poller started");
         let mut ticker = tokio::time::interval(self.settings.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

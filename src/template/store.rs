@@ -134,6 +134,11 @@ impl TemplateStore {
         *self.inner.synced.borrow()
     }
 
+    /// Resolves once every ConfigMap has been listed.
+    pub async fn synced(&self) {
+        let _ = self.inner.synced.subscribe().wait_for(|synced| *synced).await;
+    }
+
     /// A receiver that sees a new value after every change of any template.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
