@@ -119,7 +119,9 @@ impl Launcher {
                     }
                     _ => {}
                 }
-                if matches!(entry["level"].as_str(), Some("ERROR" | "WARN")) && s.errors.len() < 20 {
+                // The bench runs the API without auth on loopback on purpose: that warning is noise.
+                let expected = entry["message"] == "the API has no auth";
+                if matches!(entry["level"].as_str(), Some("ERROR" | "WARN")) && !expected && s.errors.len() < 20 {
                     s.errors.push(line);
                 }
             }
