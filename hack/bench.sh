@@ -17,5 +17,5 @@ cd "$ROOT_DIR"
 source "$LOCAL_DIR/dev.env"
 log "building the launcher and the bench (release)"
 cargo bench --locked --bench launcher --no-run
-log "running the bench (about 25 minutes with the defaults; the ResourceQuota run alone takes several)"
+log "running the bench (about 35 minutes with the defaults; the ResourceQuota run alone takes several)"
 cargo bench --locked --bench launcher
