@@ -65,7 +65,7 @@ fn origin_from(headers: &HeaderMap, request_id: &RequestId, caller: Option<Calle
         (status = 409, description = "Idempotency key used for another request", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Kubernetes unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Kubernetes unreachable, or the templates not loaded yet", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn launch(
@@ -241,7 +241,7 @@ pub async fn job_logs(
     responses(
         (status = 200, description = "`Job launched: <name>`", body = String, content_type = "text/plain"),
         (status = 404, description = "The default template is not served", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Kubernetes unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Kubernetes unreachable, or the templates not loaded yet", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn launch_job_legacy(

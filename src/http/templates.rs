@@ -58,6 +58,7 @@ pub async fn get_template(
         (status = 200, description = "The Job manifest", body = Object),
         (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown template", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The templates not loaded yet", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn render_template(
