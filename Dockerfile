@@ -1,13 +1,19 @@
 # syntax=docker/dockerfile:1
-# The launcher's container image: a release build on Debian (glibc), run from distroless "cc"
-# (glibc, libgcc, CA certificates and tzdata; no shell, no package manager) as the nonroot user.
+# The launcher's container image: a release build on Debian (glibc), run from a slim Debian of
+# the same release with the build stage's CA certificates, as a numeric non-root user.
 #
 #   docker build -t kube-job-launcher:0.1.0 .
+#
+# RUNTIME_IMAGE takes any glibc image of Debian 12 instead; a distroless "cc" image (glibc, libgcc,
+# CA certificates, no shell, no package manager) is the smallest, pulled from your own mirror:
+#
+#   docker build --build-arg RUNTIME_IMAGE=<mirror>/distroless/cc-debian12:nonroot -t kube-job-launcher:0.1.0 .
 #
 # The chart runs it with a read-only root filesystem; the image's entrypoint is `serve`, the
 # chart's args are its flags. See deploy/helm/kube-job-launcher/README.md for kind and minikube.
 
 ARG RUST_VERSION=1.95
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM rust:${RUST_VERSION}-bookworm AS build
 # aws-lc-sys (the TLS crypto kube, reqwest and the AWS SDK share) can fall back to CMake.
@@ -28,7 +34,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/kube-job-launcher /out/kube-job-launcher \
  && /out/kube-job-launcher --version
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
+# For TLS to SQS (the API server's CA comes from the service account).
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/kube-job-launcher /usr/local/bin/kube-job-launcher
 # Numeric, so the kubelet can check runAsNonRoot against it (65532 is distroless's nonroot).
 USER 65532:65532
