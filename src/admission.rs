@@ -143,7 +143,7 @@ pub struct TemplateQueue {
 
 /// The queued and active Jobs (finished ones, the bulk of a busy index, are not copied).
 pub fn candidates(state: &IndexState) -> Vec<Candidate> {
-    state.jobs.values().filter(|j| slot_of(j) != Slot::Neither).map(Candidate::from_record).collect()
+    state.jobs.values().filter(|j| slot_of(j) != Slot::Neither).map(|j| Candidate::from_record(j)).collect()
 }
 
 /// Queued and active Jobs, counted without copying anything.

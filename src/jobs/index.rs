@@ -30,7 +30,8 @@ const LIST_PAGE_SIZE: u32 = 100;
 /// The index's contents: plain maps of records.
 #[derive(Debug, Default)]
 pub struct IndexState {
-    pub jobs: HashMap<String, JobRecord>,
+    /// Boxed: the table keeps spare slots, and a slot is then a pointer, not a whole record.
+    pub jobs: HashMap<String, Box<JobRecord>>,
     pods: HashMap<String, PodRecord>,
     pods_by_job: HashMap<String, Vec<String>>,
 }
@@ -184,7 +185,7 @@ impl JobIndex {
     }
 
     pub fn record(&self, name: &str) -> Option<JobRecord> {
-        self.read(|s| s.jobs.get(name).cloned())
+        self.read(|s| s.jobs.get(name).map(|job| JobRecord::clone(job)))
     }
 
     pub fn list(&self, filter: &ListFilter) -> Result<Page, BadCursor> {
@@ -193,6 +194,7 @@ impl JobIndex {
             let mut matching: Vec<&JobRecord> = s
                 .jobs
                 .values()
+                .map(|j| &**j)
                 .filter(|j| filter.template.as_ref().is_none_or(|t| &j.template == t))
                 .filter(|j| filter.labels.iter().all(|(k, v)| j.labels.get(k) == Some(v.as_str())))
                 .filter(|j| filter.state.is_none_or(|st| s.state_of(j) == st))
@@ -229,7 +231,7 @@ impl JobIndex {
     pub fn observe_created(&self, job: &Job) {
         if let Some(record) = job_record(job) {
             self.write(|s| {
-                s.jobs.entry(record.name.clone()).or_insert(record);
+                s.jobs.entry(record.name.clone()).or_insert_with(|| Box::new(record));
             });
         }
     }
@@ -243,7 +245,9 @@ impl JobIndex {
         let config = watcher::Config::default().labels(&selector).page_size(LIST_PAGE_SIZE);
         let job_feed = self.clone().feed(
             "jobs",
-            watcher(jobs, config.clone()).default_backoff().map_ok(|e| map_event(e, |job| job_record(&job))),
+            watcher(jobs, config.clone())
+                .default_backoff()
+                .map_ok(|e| map_event(e, |job| job_record(&job).map(Box::new))),
             &self.inner.jobs_synced,
             |s, batch| s.jobs = batch.into_iter().flatten().map(|j| (j.name.clone(), j)).collect(),
             |s, record| {
@@ -423,7 +427,7 @@ mod tests {
 
     fn index_with(jobs: Vec<JobRecord>) -> JobIndex {
         let index = JobIndex::new("ns");
-        index.write(|s| s.jobs = jobs.into_iter().map(|j| (j.name.clone(), j)).collect());
+        index.write(|s| s.jobs = jobs.into_iter().map(|j| (j.name.clone(), Box::new(j))).collect());
         index
     }
 
