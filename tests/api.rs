@@ -10,27 +10,9 @@ use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::{Api, api::ListParams};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{
-    FAKE as FAKE_TEMPLATE, GREETING_TEMPLATE, SEED_TEMPLATE, TestApp, TestNamespace, put_config_map, wait_until,
-};
-
-const FAKE: &str = FAKE_TEMPLATE;
+use support::{FAKE, SEED_TEMPLATE, TestApp, put_config_map, setup, wait_until};
 
 const PROBLEM: &str = "application/problem+json";
-
-/// A namespace with the seed, greeting and fake templates, and a ready launcher serving it.
-async fn setup(prefix: &str) -> (TestNamespace, TestApp) {
-    let ns = TestNamespace::create(prefix).await;
-    put_config_map(
-        &ns.client,
-        &ns.name,
-        "job-template-cm",
-        &[("job-template.yaml", SEED_TEMPLATE), ("greeting.yaml", GREETING_TEMPLATE), ("fake.yaml", FAKE)],
-    )
-    .await;
-    let app = TestApp::start(&ns.name, &[]).await.ready().await;
-    (ns, app)
-}
 
 async fn post(app: &TestApp, body: Value) -> reqwest::Response {
     app.http.post(app.url("/v1/jobs")).json(&body).send().await.expect("POST /v1/jobs")

@@ -8,21 +8,7 @@ use std::{path::PathBuf, time::Duration};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use serde_json::Value;
-use support::{FAKE, GREETING_TEMPLATE, SEED_TEMPLATE, TestApp, TestNamespace, put_config_map, wait_until};
-
-/// A namespace with the seed, greeting and fake templates, and a ready launcher serving it.
-async fn setup(prefix: &str) -> (TestNamespace, TestApp) {
-    let ns = TestNamespace::create(prefix).await;
-    put_config_map(
-        &ns.client,
-        &ns.name,
-        "job-template-cm",
-        &[("job-template.yaml", SEED_TEMPLATE), ("greeting.yaml", GREETING_TEMPLATE), ("fake.yaml", FAKE)],
-    )
-    .await;
-    let app = TestApp::start(&ns.name, &[]).await.ready().await;
-    (ns, app)
-}
+use support::{GREETING_TEMPLATE, TestApp, setup, wait_until};
 
 /// What one run of the binary did.
 #[derive(Debug)]

@@ -14,11 +14,11 @@ pub enum ClientCommand {
     /// Launch a Job from a template; with --wait, follow it to its end and exit with its outcome.
     Launch(LaunchCommand),
     /// Show one Job.
-    Get(GetCommand),
+    Get(JobCommand),
     /// List Jobs, newest first.
     List(ListCommand),
     /// Cancel a Job: delete it and its pods.
-    Cancel(CancelCommand),
+    Cancel(JobCommand),
     /// Print the log of a Job's pod; -f follows it while the pod runs.
     Logs(LogsCommand),
     /// List the templates, or show one.
@@ -140,8 +140,9 @@ pub struct LaunchCommand {
     pub server: ServerArgs,
 }
 
+/// A command about one Job: `get` and `cancel`.
 #[derive(Debug, Args)]
-pub struct GetCommand {
+pub struct JobCommand {
     /// The Job's name.
     pub name: String,
 
@@ -177,18 +178,6 @@ pub struct ListCommand {
     /// Start at this page: the `continue` token of the previous one.
     #[arg(long = "continue", value_name = "TOKEN", conflicts_with = "all")]
     pub continue_token: Option<String>,
-
-    #[command(flatten)]
-    pub output: OutputArgs,
-
-    #[command(flatten)]
-    pub server: ServerArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct CancelCommand {
-    /// The Job's name.
-    pub name: String,
 
     #[command(flatten)]
     pub output: OutputArgs,

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::{
     CliError, POLL_INTERVAL,
-    args::{CancelCommand, GetCommand, LaunchCommand, ListCommand, LogsCommand, OutputFormat},
+    args::{JobCommand, LaunchCommand, ListCommand, LogsCommand, OutputFormat},
     client::ApiClient,
     output::{self, Table, fields, stderr, stdout, when},
 };
@@ -170,7 +170,7 @@ fn humantime(d: std::time::Duration) -> String {
     if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
 
-pub async fn get(command: GetCommand) -> Result<(), CliError> {
+pub async fn get(command: JobCommand) -> Result<(), CliError> {
     let client = ApiClient::new(&command.server)?;
     let value = client.get_json(&["v1", "jobs", &command.name]).await?;
     match command.output.format {
@@ -211,10 +211,7 @@ pub fn describe(view: &JobView, now: Timestamp) -> String {
                 pod.reason.clone().unwrap_or_default(),
             ]);
         }
-        text.push_str("Pods:\n");
-        for line in pods.render().lines() {
-            text.push_str(&format!("  {line}\n"));
-        }
+        text.push_str(&pods.render_section("Pods"));
     }
     text
 }
@@ -293,7 +290,7 @@ pub fn jobs_table(views: &[JobView], now: Timestamp) -> Table {
     table
 }
 
-pub async fn cancel(command: CancelCommand) -> Result<(), CliError> {
+pub async fn cancel(command: JobCommand) -> Result<(), CliError> {
     let client = ApiClient::new(&command.server)?;
     let request = client.request(Method::DELETE, client.url(&["v1", "jobs", &command.name]));
     let (_, value) = client.json(request).await?;

@@ -65,6 +65,15 @@ impl Table {
         self.len() == 0
     }
 
+    /// The table under a `title:` line, indented by two spaces, as `describe`-style output shows it.
+    pub fn render_section(&self, title: &str) -> String {
+        let mut text = format!("{title}:\n");
+        for line in self.render().lines() {
+            text.push_str(&format!("  {line}\n"));
+        }
+        text
+    }
+
     pub fn render(&self) -> String {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)

@@ -107,10 +107,7 @@ pub fn describe(s: &TemplateStatus) -> String {
                 p.description.clone().unwrap_or_default(),
             ]);
         }
-        text.push_str("Parameters:\n");
-        for line in table.render().lines() {
-            text.push_str(&format!("  {line}\n"));
-        }
+        text.push_str(&table.render_section("Parameters"));
     }
     text
 }

@@ -742,3 +742,17 @@ pub async fn apiserver_address() -> String {
     let uri = config.cluster_url;
     format!("{}:{}", uri.host().unwrap_or("127.0.0.1"), uri.port_u16().unwrap_or(443))
 }
+
+/// A namespace with the seed, greeting and fake templates, and a ready launcher serving it.
+pub async fn setup(prefix: &str) -> (TestNamespace, TestApp) {
+    let ns = TestNamespace::create(prefix).await;
+    put_config_map(
+        &ns.client,
+        &ns.name,
+        "job-template-cm",
+        &[("job-template.yaml", SEED_TEMPLATE), ("greeting.yaml", GREETING_TEMPLATE), ("fake.yaml", FAKE)],
+    )
+    .await;
+    let app = TestApp::start(&ns.name, &[]).await.ready().await;
+    (ns, app)
+}
