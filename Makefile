@@ -50,8 +50,9 @@ build: ## Build the launcher (release)
 	cargo build --release --locked
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy
+lint: ## cargo fmt --check, import circles and clippy
 	cargo fmt --all -- --check
+	python3 hack/import-cycles.py
 	cargo clippy --all-targets --locked -- -D warnings
 
 .PHONY: docs

@@ -19,6 +19,8 @@ source "$LOCAL_DIR/dev.env"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
+log "import circles"
+python3 "$HACK_DIR/import-cycles.py"
 log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 log "cargo test"

@@ -18,10 +18,10 @@ use kube::{
     Api, Client,
     api::{Patch, PatchParams},
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::{
+    api::{QueueView, TemplateQueue},
     jobs::{JobIndex, JobRecord, index::IndexState},
     keys,
     telemetry::{Metrics, TemplateLabels},
@@ -119,28 +119,6 @@ pub fn plan<'a>(
     admit
 }
 
-/// Queue and cap figures, for `GET /v1/queue`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueStatus {
-    pub queued: usize,
-    pub active: usize,
-    pub max_active: Option<u32>,
-    pub max_queued: Option<u32>,
-    /// Whether this replica holds the admission lease.
-    pub leader: bool,
-    pub templates: Vec<TemplateQueue>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TemplateQueue {
-    pub template: String,
-    pub queued: usize,
-    pub active: usize,
-    pub max_active: Option<u32>,
-}
-
 /// The queued and active Jobs (finished ones, the bulk of a busy index, are not copied).
 pub fn candidates(state: &IndexState) -> Vec<Candidate> {
     state.jobs.values().filter(|j| slot_of(j) != Slot::Neither).map(|j| Candidate::from_record(j)).collect()
@@ -165,7 +143,7 @@ pub fn queue_status(
     caps: Caps,
     template_caps: &HashMap<String, u32>,
     leader: bool,
-) -> QueueStatus {
+) -> QueueView {
     let mut by_template: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for c in candidates {
         let entry = by_template.entry(c.template.as_str()).or_default();
@@ -178,7 +156,7 @@ pub fn queue_status(
     for name in template_caps.keys() {
         by_template.entry(name.as_str()).or_default();
     }
-    QueueStatus {
+    QueueView {
         queued: by_template.values().map(|v| v.0).sum(),
         active: by_template.values().map(|v| v.1).sum(),
         max_active: caps.max_active,

@@ -1,33 +1,10 @@
-//! Command-line flags, each with an environment fallback under the prefix `JOB_LAUNCHER_`, one
-//! struct per subsystem.
+//! The server's configuration: command-line flags, each with an environment fallback under the
+//! prefix `JOB_LAUNCHER_`, one struct per subsystem, and the reference page generated from them.
+//! The binary's command tree (`serve`, the CLI's commands) is assembled in `main.rs`.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
-
-#[derive(Debug, Parser)]
-#[command(name = "kube-job-launcher", version, about = "Turns HTTP requests and SQS messages into Kubernetes Jobs")]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the launcher service.
-    Serve(Box<ServeArgs>),
-    /// Print the HTTP API's OpenAPI document.
-    Openapi,
-    /// Print the configuration reference (every flag and environment variable) as markdown.
-    #[command(hide = true)]
-    ConfigReference,
-    // The CLI: launch, get, list, cancel, logs, templates, render (see docs/cli.md).
-    #[command(flatten)]
-    Client(Box<crate::cli::ClientCommand>),
-}
+use clap::{Args, Parser};
 
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
@@ -60,6 +37,27 @@ pub struct ServeArgs {
     pub sqs: SqsArgs,
     #[command(flatten)]
     pub admission: AdmissionArgs,
+}
+
+/// `serve`'s flags on their own, for tests and tools that build an application without the
+/// binary's command tree.
+#[derive(Debug, Parser)]
+#[command(name = "serve")]
+struct ServeFlags {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+impl ServeArgs {
+    /// Parses `serve`'s flags (without the command's name), with the same environment fallbacks.
+    pub fn try_parse_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let argv = std::iter::once(std::ffi::OsString::from("serve")).chain(flags.into_iter().map(Into::into));
+        ServeFlags::try_parse_from(argv).map(|f| f.args)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -272,8 +270,8 @@ pub struct SqsArgs {
 /// Every flag of `serve` (and the global ones) with its environment variable, default and help,
 /// as markdown tables by section: `docs/configuration.md`.
 pub fn reference_markdown() -> String {
-    use clap::CommandFactory;
-    let cli = Cli::command();
+    let global = LogArgs::augment_args(clap::Command::new("kube-job-launcher"));
+    let serve = ServeArgs::augment_args(clap::Command::new("serve"));
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
     let mut add = |heading: &str, arg: &clap::Arg| {
         let Some(long) = arg.get_long() else { return };
@@ -298,13 +296,11 @@ pub fn reference_markdown() -> String {
             None => sections.push((heading.to_string(), vec![row])),
         }
     };
-    for arg in cli.get_arguments() {
+    for arg in global.get_arguments() {
         add("Logging (every command)", arg);
     }
-    if let Some(serve) = cli.find_subcommand("serve") {
-        for arg in serve.get_arguments().filter(|a| !a.is_global_set()) {
-            add(arg.get_help_heading().unwrap_or("General"), arg);
-        }
+    for arg in serve.get_arguments() {
+        add(arg.get_help_heading().unwrap_or("General"), arg);
     }
     let mut out = String::from(
         "# Configuration reference\n\nEvery flag of `kube-job-launcher serve`, with the environment variable that can set it instead.\nGenerated from the code: `make docs` rewrites this file, and a test fails when it is out of date.\n",
@@ -361,11 +357,8 @@ mod tests {
     }
 
     #[test]
-    fn the_cli_parses_with_its_defaults() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-        let cli = Cli::try_parse_from(["kube-job-launcher", "serve", "--template-configmap", "a,b"]).expect("parse");
-        let Command::Serve(args) = cli.command else { panic!("serve") };
+    fn serve_flags_parse_with_their_defaults() {
+        let args = ServeArgs::try_parse_flags(["--template-configmap", "a,b"]).expect("parse");
         assert_eq!(args.templates.config_maps, vec!["a", "b"]);
         assert_eq!(args.http.listen.port(), 8080);
         assert_eq!(args.launch.launch_timeout, Duration::from_secs(10));

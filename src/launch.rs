@@ -4,82 +4,26 @@
 
 pub mod manifest;
 pub mod naming;
+pub mod origin;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::{Api, Client, api::PostParams};
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
     admission::{self, Caps},
+    api::{JobView, LaunchRequest, MAX_KEY_LEN},
     error::{Error, Result, is_transient_kube_error},
-    jobs::{JobIndex, JobView, index::job_record},
+    jobs::{JobIndex, index::job_record, job_view},
     keys,
     telemetry::{LaunchLabels, Metrics, SourceLabels},
-    template::{ParamValue, RenderInput, Template, TemplateLookup, TemplateStore},
+    template::{RenderInput, Template, TemplateLookup, TemplateStore},
 };
 pub use manifest::JobIdentity;
-
-/// What a caller asks for. JSON, camelCase; unknown fields are refused.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LaunchRequest {
-    /// The template to launch; the launcher's default template when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
-    /// Environment variables for the template's first container (or those it names).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    /// Values for the template's declared parameters.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub params: BTreeMap<String, ParamValue>,
-    /// Labels for the Job and its pods.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// Higher is admitted first when Jobs queue under a cap.
-    #[serde(default)]
-    pub priority: i32,
-    /// Makes the launch idempotent: the same key and request always name the same Job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-}
-
-/// Where a request came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Http,
-    Sqs,
-    Cli,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Http => "http",
-            Self::Sqs => "sqs",
-            Self::Cli => "cli",
-        }
-    }
-}
-
-/// Facts about a request that are recorded on its Job but are not part of what it asks for.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    pub source: Source,
-    pub request_id: Option<String>,
-    pub sqs_message_id: Option<String>,
-    pub sqs_queue: Option<String>,
-    pub requested_by: Option<String>,
-}
-
-impl Origin {
-    pub fn new(source: Source) -> Self {
-        Self { source, request_id: None, sqs_message_id: None, sqs_queue: None, requested_by: None }
-    }
-}
+pub use origin::{Origin, Source};
 
 /// The outcome of a launch.
 #[derive(Debug, Clone)]
@@ -109,9 +53,6 @@ pub struct LaunchSettings {
 
 /// How long a caller is asked to wait when the queue is full.
 pub const QUEUE_FULL_RETRY: Duration = Duration::from_secs(2);
-
-/// Longest idempotency key accepted; it is kept in an annotation.
-pub const MAX_KEY_LEN: usize = 256;
 
 struct Inner {
     /// Launches of this process that passed the queue check and are still creating: they count
@@ -398,7 +339,7 @@ impl Launcher {
         let name = job.metadata.name.clone().unwrap_or_default();
         self.inner.jobs.view(&name).unwrap_or_else(|| {
             let record = job_record(job).unwrap_or_else(|| crate::jobs::JobRecord::named(&name));
-            JobView::new(&self.inner.namespace, &record, &[])
+            job_view(&self.inner.namespace, &record, &[])
         })
     }
 }

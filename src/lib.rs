@@ -4,6 +4,7 @@
 //! can build and run the real application.
 
 pub mod admission;
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;

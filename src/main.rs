@@ -1,11 +1,39 @@
+//! The binary: the command tree (`serve`, the CLI's commands, and two document generators), and
+//! for each command, building the application or running the client.
+
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use kube_job_launcher::{
     app::{Application, kube_client},
-    config::{Cli, Command},
+    cli::ClientCommand,
+    config::{LogArgs, ServeArgs},
     http, telemetry,
 };
+
+#[derive(Debug, Parser)]
+#[command(name = "kube-job-launcher", version, about = "Turns HTTP requests and SQS messages into Kubernetes Jobs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the launcher service.
+    Serve(Box<ServeArgs>),
+    /// Print the HTTP API's OpenAPI document.
+    Openapi,
+    /// Print the configuration reference (every flag and environment variable) as markdown.
+    #[command(hide = true)]
+    ConfigReference,
+    // The CLI: launch, get, list, cancel, logs, templates, render (see docs/cli.md).
+    #[command(flatten)]
+    Client(Box<ClientCommand>),
+}
 
 fn main() -> ExitCode {
     kube_job_launcher::memory::limit_arenas();
@@ -81,5 +109,22 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("SIGINT received"),
         () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_tree_is_consistent_and_routes_serve_and_the_client() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["kube-job-launcher", "serve", "--template-configmap", "a,b"]).expect("parse");
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        assert_eq!(args.templates.config_maps, vec!["a", "b"]);
+        let cli = Cli::try_parse_from(["kube-job-launcher", "get", "some-job"]).expect("parse");
+        assert!(matches!(cli.command, Command::Client(c) if matches!(*c, ClientCommand::Get(_))));
     }
 }

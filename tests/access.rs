@@ -107,19 +107,15 @@ async fn the_api_needs_a_token_from_the_file() {
 
 #[tokio::test]
 async fn the_launcher_refuses_to_serve_a_public_address_without_auth() {
-    use clap::Parser;
     let ns = TestNamespace::create("noauth").await;
-    let cli = kube_job_launcher::config::Cli::try_parse_from([
-        "kube-job-launcher",
-        "serve",
+    let args = kube_job_launcher::config::ServeArgs::try_parse_flags([
         "--listen",
         "0.0.0.0:0",
         "--admin-listen",
         "127.0.0.1:0",
     ])
     .expect("args");
-    let kube_job_launcher::config::Command::Serve(args) = cli.command else { panic!("serve") };
-    let refused = kube_job_launcher::app::Application::build(*args, ns.client.clone(), ns.name.clone()).await;
+    let refused = kube_job_launcher::app::Application::build(args, ns.client.clone(), ns.name.clone()).await;
     let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("without auth") && error.contains("--insecure-no-auth"), "{error}");
 }

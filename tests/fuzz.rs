@@ -8,9 +8,9 @@ use std::{collections::BTreeMap, panic::AssertUnwindSafe, time::Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use kube_job_launcher::{
-    launch::LaunchRequest,
+    api::{LaunchRequest, ParamValue, TemplateSource},
     sqs::message,
-    template::{ParamValue, RenderInput, Template, TemplateSource},
+    template::{RenderInput, Template},
 };
 use serde_json::Value;
 

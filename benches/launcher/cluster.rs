@@ -23,8 +23,9 @@ use kube::{
     runtime::watcher,
 };
 use kube_job_launcher::{
-    launch::{JobSettings, LaunchRequest, Origin, Source, naming, prepare},
-    template::{ParamValue, Template, TemplateSource},
+    api::{LaunchRequest, ParamValue, TemplateSource},
+    launch::{JobSettings, Origin, Source, naming, prepare},
+    template::Template,
 };
 use serde_json::Value;
 

@@ -5,8 +5,11 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
-use super::CliError;
-use crate::{config::parse_duration, launch::LaunchRequest, template::ParamValue};
+use super::error::CliError;
+use crate::{
+    api::{LaunchRequest, ParamValue},
+    config::parse_duration,
+};
 
 /// The commands that speak the launcher's HTTP API (and `render --file`, which needs no server).
 #[derive(Debug, Subcommand)]

@@ -11,8 +11,8 @@ use reqwest::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{CliError, args::ServerArgs};
-use crate::http::jobs::SOURCE_HEADER;
+use super::{args::ServerArgs, error::CliError};
+use crate::api::SOURCE_HEADER;
 
 /// Longest wait for a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -7,12 +7,15 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{
-    CliError, POLL_INTERVAL,
+    CliError,
     args::{JobCommand, LaunchCommand, ListCommand, LogsCommand, OutputFormat},
     client::ApiClient,
     output::{self, Table, fields, stderr, stdout, when},
 };
-use crate::jobs::{JobState, JobView};
+use crate::api::{JobState, JobView};
+
+/// How often `launch --wait` and `logs -f` look again.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How long a Job that was just created may still be unknown to the replica answering (it may
 /// not be the one that created it).

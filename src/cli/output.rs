@@ -5,7 +5,7 @@ use std::io::Write;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::{CliError, args::OutputFormat};
+use super::{args::OutputFormat, error::CliError};
 
 /// Writes to standard output. A closed pipe (`| head`) ends the command quietly.
 pub fn stdout(text: &str) -> Result<(), CliError> {

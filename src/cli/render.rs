@@ -5,8 +5,9 @@
 use serde_json::Value;
 
 use crate::{
-    launch::{JobSettings, LaunchRequest, Origin, Source, prepare},
-    template::{Template, TemplateSource, store::template_name},
+    api::{LaunchRequest, TemplateSource},
+    launch::{JobSettings, Origin, Source, prepare},
+    template::{Template, store::template_name},
 };
 
 /// Where the template comes from and what the launcher would know that a file does not say.
@@ -63,7 +64,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::template::ParamValue;
+    use crate::api::ParamValue;
 
     const GREETING: &str = include_str!("../../examples/greeting.yaml");
 

@@ -12,7 +12,7 @@ use super::{
     output::{self, Table, fields, stderr, stdout},
     render::{OfflineTemplate, render_offline},
 };
-use crate::template::{TemplateStatus, store::Validity};
+use crate::api::{TemplateView, Validity};
 
 fn decode<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, CliError> {
     serde_json::from_value(value).map_err(|e| CliError::Unexpected(format!("the launcher's answer is not {what}: {e}")))
@@ -34,7 +34,7 @@ pub async fn templates(command: TemplatesCommand) -> Result<(), CliError> {
             if format != OutputFormat::Table {
                 return stdout(&output::encode(&value, format)?);
             }
-            let statuses: Vec<TemplateStatus> = decode(value, "a list of templates")?;
+            let statuses: Vec<TemplateView> = decode(value, "a list of templates")?;
             if statuses.is_empty() {
                 stderr("No templates found.");
                 return Ok(());
@@ -44,7 +44,7 @@ pub async fn templates(command: TemplatesCommand) -> Result<(), CliError> {
     }
 }
 
-fn validity(status: &TemplateStatus) -> &'static str {
+fn validity(status: &TemplateView) -> &'static str {
     match status.status {
         Validity::Valid => "valid",
         Validity::Invalid => "invalid",
@@ -53,7 +53,7 @@ fn validity(status: &TemplateStatus) -> &'static str {
 
 /// The templates as rows, then the error of each invalid one. Parameters: `name*` is required,
 /// `name=value` has a default.
-pub fn templates_table(statuses: &[TemplateStatus]) -> String {
+pub fn templates_table(statuses: &[TemplateView]) -> String {
     let mut table = Table::new(&["NAME", "STATUS", "SERVING", "PARAMETERS", "SOURCE"]);
     for s in statuses {
         let params: Vec<String> = s
@@ -84,7 +84,7 @@ pub fn templates_table(statuses: &[TemplateStatus]) -> String {
 }
 
 /// One template in detail, for people.
-pub fn describe(s: &TemplateStatus) -> String {
+pub fn describe(s: &TemplateView) -> String {
     let mut text = fields(&[
         ("Name", s.name.clone()),
         ("Status", validity(s).to_string()),
@@ -156,7 +156,7 @@ pub async fn render(command: RenderCommand) -> Result<(), CliError> {
 mod tests {
     use super::*;
 
-    fn statuses() -> Vec<TemplateStatus> {
+    fn statuses() -> Vec<TemplateView> {
         serde_json::from_value(serde_json::json!([
             {"name": "greeting", "status": "valid", "error": null, "serving": true, "envContainers": ["greeter"],
              "maxActive": null, "source": {"configMap": "job-template-cm", "key": "greeting.yaml"},

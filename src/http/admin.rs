@@ -8,7 +8,7 @@ use axum::{
     routing::get,
 };
 
-use super::{AppState, error::AppError};
+use super::{error::AppError, state::AppState};
 use crate::telemetry::StateLabels;
 
 pub fn router(state: AppState) -> Router {

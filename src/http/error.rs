@@ -3,28 +3,15 @@
 
 use std::time::Duration;
 
+use crate::{
+    api::{PROBLEM_CONTENT_TYPE, Problem},
+    error::Error,
+};
 use axum::{
     Json,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::{Deserialize, Serialize};
-
-use crate::error::Error;
-
-pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
-
-/// The body of every error answer.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// A URN naming the kind of problem, e.g. `urn:problem:kube-job-launcher:invalid-request`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub title: String,
-    pub status: u16,
-    /// What went wrong with this request, specifically.
-    pub detail: String,
-}
 
 /// An error answer: a status, a problem kind and a detail, plus headers some statuses need.
 #[derive(Debug, Clone)]

@@ -41,7 +41,7 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload-too-large",
             "Payload too large",
-            format!("the body is larger than the limit of {} bytes", super::MAX_BODY_BYTES),
+            format!("the body is larger than the limit of {} bytes", crate::api::MAX_BODY_BYTES),
         ),
         other => AppError::bad_request(other.body_text()),
     }

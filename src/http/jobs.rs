@@ -12,33 +12,23 @@ use kube::{
     Api,
     api::{DeleteParams, PropagationPolicy},
 };
-use serde::{Deserialize, Serialize};
 
 use super::{
-    AppState, RequestId,
     auth::Caller,
-    error::{AppError, Problem},
+    error::AppError,
     extract::{Json, Path, QueryPairs},
+    observe::RequestId,
+    state::AppState,
 };
 use crate::{
+    api::{
+        DEFAULT_LIST_LIMIT, IDEMPOTENCY_KEY_HEADER, JobList, JobState, JobView, LaunchRequest, MAX_LIST_LIMIT, Problem,
+        SOURCE_HEADER,
+    },
     error::Error,
-    jobs::{JobState, JobView, index::ListFilter, logs::LogOptions},
-    launch::{LaunchRequest, Launched, Origin, Source},
+    jobs::{index::ListFilter, logs::LogOptions},
+    launch::{Launched, Origin, Source},
 };
-
-/// A page of Jobs, newest first.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct JobList {
-    pub items: Vec<JobView>,
-    /// Pass as `continue` to get the next page; absent on the last page.
-    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
-    pub continue_token: Option<String>,
-}
-
-pub const DEFAULT_LIST_LIMIT: usize = 100;
-pub const MAX_LIST_LIMIT: usize = 1000;
-/// The header the CLI sets, so its Jobs say they came from the CLI.
-pub const SOURCE_HEADER: &str = "x-job-launcher-source";
 
 fn origin_from(headers: &HeaderMap, request_id: &RequestId, caller: Option<Caller>) -> Result<Origin, AppError> {
     let source = match headers.get(SOURCE_HEADER).map(|v| v.to_str().unwrap_or_default()) {
@@ -75,7 +65,7 @@ pub async fn launch(
     headers: HeaderMap,
     Json(mut request): Json<LaunchRequest>,
 ) -> Result<Response, AppError> {
-    if let Some(header_key) = headers.get("idempotency-key") {
+    if let Some(header_key) = headers.get(IDEMPOTENCY_KEY_HEADER) {
         let header_key =
             header_key.to_str().map_err(|_| AppError::bad_request("Idempotency-Key: not visible ASCII"))?.to_string();
         match &request.idempotency_key {

@@ -2,12 +2,12 @@
 
 use axum::{Json, extract::State};
 
-use super::AppState;
-use crate::admission::{self, QueueStatus};
+use super::state::AppState;
+use crate::{admission, api::QueueView};
 
 /// Queued and active Jobs, in all and per template, with the caps.
-#[utoipa::path(get, path = "/v1/queue", tag = "jobs", responses((status = 200, body = QueueStatus)))]
-pub async fn queue(State(state): State<AppState>) -> Json<QueueStatus> {
+#[utoipa::path(get, path = "/v1/queue", tag = "jobs", responses((status = 200, body = QueueView)))]
+pub async fn queue(State(state): State<AppState>) -> Json<QueueView> {
     let launcher = &state.launcher;
     let candidates = launcher.jobs().read(admission::candidates);
     let caps = admission::template_caps(launcher.templates());

@@ -4,22 +4,24 @@ use axum::{Json as JsonBody, extract::State};
 use serde_json::Value;
 
 use super::{
-    AppState, RequestId,
-    error::{AppError, Problem},
+    error::AppError,
     extract::{Json, Path},
+    observe::RequestId,
+    state::AppState,
 };
 use crate::{
+    api::{LaunchRequest, Problem, TemplateView},
     error::Error,
-    launch::{LaunchRequest, Origin, Source},
-    template::{TemplateLookup, TemplateStatus},
+    launch::{Origin, Source},
+    template::TemplateLookup,
 };
 
 /// Every template, valid or not.
 #[utoipa::path(
     get, path = "/v1/templates", tag = "templates",
-    responses((status = 200, body = Vec<TemplateStatus>))
+    responses((status = 200, body = Vec<TemplateView>))
 )]
-pub async fn list_templates(State(state): State<AppState>) -> JsonBody<Vec<TemplateStatus>> {
+pub async fn list_templates(State(state): State<AppState>) -> JsonBody<Vec<TemplateView>> {
     JsonBody(state.launcher.templates().statuses())
 }
 
@@ -28,14 +30,14 @@ pub async fn list_templates(State(state): State<AppState>) -> JsonBody<Vec<Templ
     get, path = "/v1/templates/{name}", tag = "templates",
     params(("name" = String, Path, description = "The template's name")),
     responses(
-        (status = 200, body = TemplateStatus),
+        (status = 200, body = TemplateView),
         (status = 404, description = "No such template", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_template(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<JsonBody<TemplateStatus>, AppError> {
+) -> Result<JsonBody<TemplateView>, AppError> {
     match state.launcher.templates().status(&name) {
         Some(status) => Ok(JsonBody(status)),
         None => match state.launcher.templates().lookup(&name) {

@@ -18,10 +18,13 @@ use kube::{
 use tokio::sync::watch;
 
 use super::{
-    state::{Finished, JobRecord, JobState, PodRecord},
-    view::JobView,
+    state::{Finished, JobRecord, PodRecord},
+    view::job_view,
 };
-use crate::keys;
+use crate::{
+    api::{JobState, JobView},
+    keys,
+};
 
 /// Objects per page of a (re)list. Smaller than kube's 500: a page of full Jobs is decoded whole
 /// before it is reduced to records, and those transient megabytes stay in the allocator.
@@ -181,7 +184,7 @@ impl JobIndex {
     }
 
     pub fn view(&self, name: &str) -> Option<JobView> {
-        self.read(|s| s.jobs.get(name).map(|job| JobView::new(&self.inner.namespace, job, &s.pods_of(name))))
+        self.read(|s| s.jobs.get(name).map(|job| job_view(&self.inner.namespace, job, &s.pods_of(name))))
     }
 
     pub fn record(&self, name: &str) -> Option<JobRecord> {
@@ -208,7 +211,7 @@ impl JobIndex {
             let items = matching
                 .into_iter()
                 .take(limit)
-                .map(|j| JobView::new(&self.inner.namespace, j, &s.pods_of(&j.name)))
+                .map(|j| job_view(&self.inner.namespace, j, &s.pods_of(&j.name)))
                 .collect();
             Ok(Page { items, next })
         })

@@ -1,4 +1,4 @@
-//! The Jobs the launcher manages: their compact records and state ([`state`]), what the API shows
+//! The Jobs the launcher manages: their compact records and state ([`state`]), the API's view
 //! of them ([`view`]), the watch-fed index ([`index`]), and the pod log stream ([`logs`]).
 
 pub mod index;
@@ -7,5 +7,5 @@ pub mod state;
 pub mod view;
 
 pub use index::JobIndex;
-pub use state::{JobRecord, JobState, PodRecord};
-pub use view::{JobView, PodView};
+pub use state::{JobRecord, PodRecord};
+pub use view::job_view;

@@ -5,48 +5,8 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use serde::Serialize;
 
-/// The lifecycle of a launched Job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Suspended by the launcher, waiting for admission.
-    Queued,
-    /// Admitted; no pod is running yet.
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-impl JobState {
-    pub const ALL: [JobState; 5] = [Self::Queued, Self::Pending, Self::Running, Self::Succeeded, Self::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed)
-    }
-}
-
-impl std::str::FromStr for JobState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| format!("unknown state {s:?} (states: queued, pending, running, succeeded, failed)"))
-    }
-}
+use crate::api::JobState;
 
 /// A Job's terminal condition, as its controller reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,14 +227,6 @@ pub(crate) mod tests {
         assert!(r.is_active());
         r.deleting = true;
         assert!(!r.is_active());
-    }
-
-    #[test]
-    fn states_parse_from_their_names_only() {
-        for s in JobState::ALL {
-            assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
-        }
-        assert!("Running".parse::<JobState>().is_err());
     }
 
     #[test]

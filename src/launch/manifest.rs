@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{LaunchRequest, Origin};
-use crate::{keys, template::render::ensure_object};
+use super::origin::Origin;
+use crate::{api::LaunchRequest, keys, template::render::ensure_object};
 
 /// What identifies a Job as the launcher's, and the request behind it.
 #[derive(Debug, Clone)]
@@ -101,7 +101,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::{launch::Source, template::ParamValue};
+    use crate::{api::ParamValue, launch::Source};
 
     fn request() -> LaunchRequest {
         LaunchRequest {

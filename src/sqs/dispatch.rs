@@ -14,8 +14,9 @@ use super::{
     message::{self, Body},
 };
 use crate::{
+    api::LaunchRequest,
     error::Error,
-    launch::{LaunchRequest, Launched, Launcher, Origin, Source},
+    launch::{Launched, Launcher, Origin, Source},
     telemetry::{Metrics, OutcomeLabels},
 };
 

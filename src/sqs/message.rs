@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::{launch::LaunchRequest, template::ParamValue};
+use crate::api::{LaunchRequest, ParamValue};
 
 pub const MESSAGE_BODY_ENV: &str = "MESSAGE_BODY";
 pub const MESSAGE_ID_ENV: &str = "MESSAGE_ID";

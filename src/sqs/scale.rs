@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use super::describe;
 use crate::{
-    jobs::JobState,
-    launch::{LaunchRequest, Launcher, Origin, Source},
+    api::{JobState, LaunchRequest},
+    launch::{Launcher, Origin, Source},
     telemetry::{Metrics, OutcomeLabels},
 };
 

@@ -1,10 +1,12 @@
-//! Job templates: parsing and validation ([`spec`]), rendering a request into a manifest
-//! ([`render`]), both pure, and the [`store`] that keeps them current from ConfigMaps.
+//! Job templates: placeholders ([`placeholder`]), parsing and validation ([`spec`]), rendering a
+//! request into a manifest ([`render`]), all pure, and the [`store`] that keeps them current from
+//! ConfigMaps.
 
+pub mod placeholder;
 pub mod render;
 pub mod spec;
 pub mod store;
 
-pub use render::{ParamValue, RenderError, RenderInput};
-pub use spec::{Parameter, Template, TemplateError, TemplateSource};
-pub use store::{TemplateLookup, TemplateStatus, TemplateStore};
+pub use render::{RenderError, RenderInput};
+pub use spec::{Parameter, Template, TemplateError};
+pub use store::{TemplateLookup, TemplateStore};

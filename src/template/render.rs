@@ -3,37 +3,12 @@
 //! Placeholders are replaced inside string values of the already-parsed manifest, so no value,
 //! whatever YAML or JSON it holds, can change the manifest's structure.
 
-use std::{collections::BTreeMap, fmt};
+use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::keys;
-
-use super::{
-    Template,
-    spec::{PLACEHOLDER_OPEN, placeholders},
-};
-
-/// A parameter's value as a request gives it: a string, a number or a boolean.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum ParamValue {
-    String(String),
-    #[schema(value_type = f64)]
-    Number(serde_json::Number),
-    Bool(bool),
-}
-
-impl fmt::Display for ParamValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::String(s) => f.write_str(s),
-            Self::Number(n) => write!(f, "{n}"),
-            Self::Bool(b) => write!(f, "{b}"),
-        }
-    }
-}
+use super::{Template, placeholder::substitute};
+use crate::{api::ParamValue, keys};
 
 /// What a request contributes to the manifest.
 #[derive(Debug, Clone, Copy)]
@@ -105,30 +80,6 @@ impl Template {
                 Ok((p.name.clone(), value))
             })
             .collect()
-    }
-}
-
-/// Replaces every `$(params.NAME)` inside string values with its value. Values are inserted
-/// verbatim and never re-scanned, so a value holding a placeholder stays literal.
-pub(crate) fn substitute(value: &mut Value, params: &BTreeMap<String, String>) {
-    match value {
-        Value::String(s) if s.contains(PLACEHOLDER_OPEN) => {
-            let mut out = String::with_capacity(s.len());
-            let mut rest = s.as_str();
-            for name in placeholders(s) {
-                let token = format!("{PLACEHOLDER_OPEN}{name})");
-                if let Some(at) = rest.find(&token) {
-                    out.push_str(&rest[..at]);
-                    out.push_str(params.get(name).map(String::as_str).unwrap_or_default());
-                    rest = &rest[at + token.len()..];
-                }
-            }
-            out.push_str(rest);
-            *s = out;
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, params)),
-        Value::Object(map) => map.values_mut().for_each(|v| substitute(v, params)),
-        _ => {}
     }
 }
 
@@ -265,7 +216,7 @@ fn is_label_segment(s: &str, may_be_empty: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::{Template, TemplateSource};
+    use crate::{api::TemplateSource, template::Template};
 
     const TEMPLATE: &str = r#"apiVersion: batch/v1
 kind: Job

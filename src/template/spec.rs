@@ -9,15 +9,11 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::keys;
-
-/// Where a template came from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TemplateSource {
-    pub config_map: String,
-    pub key: String,
-}
+use super::placeholder::{for_each_string, is_parameter_name, placeholders, substitute};
+use crate::{
+    api::{ParamValue, TemplateSource},
+    keys,
+};
 
 /// A declared parameter, from the template's `job-launcher.dev/parameters` annotation.
 #[derive(Debug, Clone)]
@@ -96,47 +92,6 @@ impl ScalarString {
             Self::Float(f) => f.to_string(),
             Self::Bool(b) => b.to_string(),
         }
-    }
-}
-
-/// The prefix and suffix of a placeholder: `$(params.NAME)`.
-pub(crate) const PLACEHOLDER_OPEN: &str = "$(params.";
-
-/// Names of every `$(params.NAME)` in `s`, in order.
-pub(crate) fn placeholders(s: &str) -> impl Iterator<Item = &str> {
-    let mut rest = s;
-    std::iter::from_fn(move || {
-        loop {
-            let start = rest.find(PLACEHOLDER_OPEN)?;
-            let after = &rest[start + PLACEHOLDER_OPEN.len()..];
-            let Some(end) = after.find(')') else {
-                rest = "";
-                return None;
-            };
-            let name = &after[..end];
-            rest = &after[end + 1..];
-            if is_parameter_name(name) {
-                return Some(name);
-            }
-        }
-    })
-}
-
-/// Parameter names: a letter or underscore, then letters, digits, `_`, `-` or `.`; at most 63.
-pub(crate) fn is_parameter_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && name.len() <= 63
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-/// Calls `f` on every string value (not key) of `value`.
-pub(crate) fn for_each_string(value: &Value, f: &mut impl FnMut(&str)) {
-    match value {
-        Value::String(s) => f(s),
-        Value::Array(items) => items.iter().for_each(|v| for_each_string(v, f)),
-        Value::Object(map) => map.values().for_each(|v| for_each_string(v, f)),
-        _ => {}
     }
 }
 
@@ -221,13 +176,13 @@ impl Template {
     /// Renders with every parameter at a sample value and checks that the result is still a Job,
     /// so that a template which could only fail at launch time is refused when it is loaded.
     fn check_renders(&self) -> Result<(), TemplateError> {
-        let params: BTreeMap<String, super::ParamValue> = self
+        let params: BTreeMap<String, ParamValue> = self
             .parameters
             .iter()
-            .map(|p| (p.name.clone(), super::ParamValue::String(p.default.clone().unwrap_or_else(|| "sample".into()))))
+            .map(|p| (p.name.clone(), ParamValue::String(p.default.clone().unwrap_or_else(|| "sample".into()))))
             .collect();
         let mut sample = self.manifest.clone();
-        super::render::substitute(&mut sample, &params.iter().map(|(k, v)| (k.clone(), v.to_string())).collect());
+        substitute(&mut sample, &params.iter().map(|(k, v)| (k.clone(), v.to_string())).collect());
         serde_json::from_value::<Job>(sample).map(drop).map_err(|e| TemplateError::NotAJob(e.to_string()))
     }
 
@@ -476,12 +431,5 @@ spec:
         assert_eq!(parse(&with("3")).expect("valid").max_active, Some(3));
         assert!(parse(&with("0")).is_err());
         assert!(parse(&with("three")).is_err());
-    }
-
-    #[test]
-    fn placeholders_are_found_only_when_well_formed() {
-        let found: Vec<_> =
-            placeholders("a $(params.x) $(params.) $(params.y-z)$(params.bad name) $(params.open").collect();
-        assert_eq!(found, vec!["x", "y-z"]);
     }
 }

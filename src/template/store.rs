@@ -18,11 +18,13 @@ use kube::{
         watcher,
     },
 };
-use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{Template, TemplateSource};
-use crate::telemetry::{Metrics, OutcomeLabels, TemplateLabels};
+use super::Template;
+use crate::{
+    api::{ParameterView, TemplateSource, TemplateView, Validity},
+    telemetry::{Metrics, OutcomeLabels, TemplateLabels},
+};
 
 /// One template key of one ConfigMap.
 #[derive(Debug, Clone)]
@@ -44,42 +46,6 @@ pub enum TemplateLookup {
     Invalid(String),
     /// No such template; the names that do exist.
     Missing(Vec<String>),
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ParameterView {
-    pub name: String,
-    pub required: bool,
-    pub default: Option<String>,
-    pub pattern: Option<String>,
-    pub description: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Validity {
-    Valid,
-    Invalid,
-}
-
-/// What the API shows of a template.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TemplateStatus {
-    pub name: String,
-    /// Whether the latest version is valid.
-    pub status: Validity,
-    /// Why the latest version is invalid.
-    pub error: Option<String>,
-    /// Whether launches are served (by the latest valid version).
-    pub serving: bool,
-    /// The declared parameters of the version being served.
-    pub parameters: Vec<ParameterView>,
-    /// Containers that receive a request's env.
-    pub env_containers: Vec<String>,
-    pub max_active: Option<u32>,
-    pub source: TemplateSource,
 }
 
 #[derive(Default)]
@@ -173,11 +139,11 @@ impl TemplateStore {
         })
     }
 
-    pub fn statuses(&self) -> Vec<TemplateStatus> {
+    pub fn statuses(&self) -> Vec<TemplateView> {
         self.read(|state| self.visible(state).into_iter().map(|(name, e)| status_of(name, &e)).collect())
     }
 
-    pub fn status(&self, name: &str) -> Option<TemplateStatus> {
+    pub fn status(&self, name: &str) -> Option<TemplateView> {
         self.read(|state| self.visible(state).remove(name).map(|e| status_of(name.to_string(), &e)))
     }
 
@@ -379,9 +345,9 @@ fn publish_events(recorder: &Recorder, cm: &ConfigMap, changes: &[Change]) {
     }
 }
 
-fn status_of(name: String, e: &Entry) -> TemplateStatus {
+fn status_of(name: String, e: &Entry) -> TemplateView {
     let serving = e.serving.as_deref();
-    TemplateStatus {
+    TemplateView {
         name,
         status: if e.error.is_some() { Validity::Invalid } else { Validity::Valid },
         error: e.error.clone(),

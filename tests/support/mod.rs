@@ -152,12 +152,10 @@ impl TestApp {
 
     /// Starts the launcher with a client of the caller's (say, a ServiceAccount's).
     pub async fn start_as(client: Client, namespace: &str, args: &[&str]) -> Self {
-        use clap::Parser;
-        let mut argv = vec!["kube-job-launcher", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+        let mut argv = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
         argv.extend_from_slice(args);
-        let cli = kube_job_launcher::config::Cli::try_parse_from(argv).expect("launcher arguments");
-        let kube_job_launcher::config::Command::Serve(serve) = cli.command else { panic!("serve command") };
-        let app = kube_job_launcher::app::Application::build(*serve, client, namespace.to_string())
+        let serve = kube_job_launcher::config::ServeArgs::try_parse_flags(argv).expect("launcher arguments");
+        let app = kube_job_launcher::app::Application::build(serve, client, namespace.to_string())
             .await
             .expect("the launcher starts");
         let dispatcher = app.dispatcher();

@@ -1,0 +1,53 @@
+//! Request ids, request spans, and the per-route request counter.
+
+use std::time::Instant;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::HeaderValue,
+    middleware::Next,
+    response::Response,
+};
+use tracing::Instrument;
+
+use crate::{
+    api::REQUEST_ID_HEADER,
+    launch::naming::random_u64,
+    telemetry::{HttpLabels, Metrics},
+};
+
+/// The id of one request: the caller's `X-Request-Id` when it is sane, else a new one. It is
+/// logged with every line of the request and recorded on the Job the request creates.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn request_id_of(request: &Request) -> RequestId {
+    let given = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).filter(|v| {
+        !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    });
+    RequestId(given.map(String::from).unwrap_or_else(|| format!("{:016x}", random_u64())))
+}
+
+/// Gives each request an id and a span, logs its outcome, and counts it by route and status.
+pub async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id_of(&request);
+    let method = request.method().clone();
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!("request", request_id = %id.0, %method, path = %request.uri().path());
+    request.extensions_mut().insert(id.clone());
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.in_scope(|| {
+        tracing::debug!(status = status.as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "answered");
+    });
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels { method: method.to_string(), route, status: status.as_u16().to_string() })
+        .inc();
+    if let Ok(v) = HeaderValue::from_str(&id.0) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}

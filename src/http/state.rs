@@ -1,0 +1,63 @@
+//! What every handler shares: the launcher and the metrics, with the views they derive.
+
+use std::collections::HashMap;
+
+use crate::{
+    admission,
+    api::{JobState, JobView},
+    launch::Launcher,
+    telemetry::Metrics,
+};
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub launcher: Launcher,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// A managed Job's view, from the index.
+    pub fn job_view(&self, name: &str) -> Option<JobView> {
+        self.launcher.jobs().view(name).map(|v| self.with_queue_position(v))
+    }
+
+    /// Adds the queue position of a queued Job.
+    pub fn with_queue_position(&self, mut view: JobView) -> JobView {
+        if view.state == JobState::Queued {
+            view.queue_position = self.queue_positions().get(&view.name).copied();
+        }
+        view
+    }
+
+    /// Adds the queue positions of the queued Jobs among `views`, from one ordering of the queue.
+    pub fn with_queue_positions(&self, mut views: Vec<JobView>) -> Vec<JobView> {
+        if views.iter().any(|v| v.state == JobState::Queued) {
+            let positions = self.queue_positions();
+            for v in &mut views {
+                v.queue_position = positions.get(&v.name).copied();
+            }
+        }
+        views
+    }
+
+    /// Every queued Job's place in the admission order (0: next).
+    fn queue_positions(&self) -> HashMap<String, usize> {
+        self.launcher.jobs().read(|s| {
+            let candidates = admission::candidates(s);
+            admission::queue_order(&candidates).iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect()
+        })
+    }
+
+    /// What readiness still waits for; empty when ready.
+    pub fn not_ready(&self) -> Vec<&'static str> {
+        let mut waiting = Vec::new();
+        if !self.launcher.jobs().is_synced() {
+            waiting.push("the Job and pod watches to sync");
+        }
+        if !self.launcher.templates().is_synced() {
+            waiting.push("the template ConfigMaps to load");
+        }
+        waiting
+    }
+}
