@@ -283,8 +283,19 @@ async fn bad_requests_get_specific_problems() {
         "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
     }))
     .expect("job");
-    Api::<Job>::namespaced(ns.client.clone(), &ns.name).create(&Default::default(), &foreign).await.expect("create");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let jobs = Api::<Job>::namespaced(ns.client.clone(), &ns.name);
+    jobs.create(&Default::default(), &foreign).await.expect("create");
+    // A managed Job created after it: once the launcher's watch shows this one, it has seen every
+    // earlier change in the namespace (a watch delivers in order), the foreign Job's included.
+    let mut marker = foreign.clone();
+    marker.metadata.name = Some("managed-marker".into());
+    marker.metadata.labels =
+        Some([("app.kubernetes.io/managed-by".to_string(), "kube-job-launcher".to_string())].into());
+    jobs.create(&Default::default(), &marker).await.expect("create marker");
+    wait_until(Duration::from_secs(30), "the launcher to see the marker", || async {
+        app.http.get(app.url("/v1/jobs/managed-marker")).send().await.is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
     assert_problem(app.http.get(app.url("/v1/jobs/foreign")).send().await.expect("r"), 404, "no Job named foreign")
         .await;
 }

@@ -188,9 +188,11 @@ async fn count_pods_quota_of_two_holds_a_third_job_until_one_finishes() {
         }
         jobs.create(&PostParams::default(), &j).await.expect("create job");
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let existing = pods.list(&ListParams::default()).await.expect("list pods").items;
-    assert_eq!(existing.len(), 2, "the quota admits two pods while both run");
+    // The quota admits two pods while both run (the watch below checks that there are never more).
+    wait_until(Duration::from_secs(30), "two pods under the quota", || async {
+        pods.list(&ListParams::default()).await.is_ok_and(|l| l.items.len() == 2)
+    })
+    .await;
 
     let (max_existing, third_waited) = tokio::time::timeout(Duration::from_secs(120), watch)
         .await

@@ -43,6 +43,9 @@ async fn fault_apiserver_stopped_for_10s_during_an_sqs_burst() {
         job_count(&ns).await >= 200 && queue.depth_of(&queue.url).await == 0
     })
     .await;
+    // Nothing more may arrive: the queue holds no message (visible or in flight), and a message is
+    // deleted only after its Job exists, so only a create already on the wire could still land;
+    // creates are answered in milliseconds here, and 2 s is far more.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(job_count(&ns).await, 200, "each message launched exactly once");
     assert!(queue.dead_letters().await.is_empty(), "a transient outage dead-letters nothing");
@@ -181,6 +184,7 @@ async fn fault_sqs_server_hung_for_20s_then_back() {
         job_count(&ns).await >= 200 && queue.depth_of(&queue.url).await == 0
     })
     .await;
+    // Quiet period, as above: an empty queue leaves only creates already on the wire.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(job_count(&ns).await, 200, "no message lost or launched twice");
     assert!(queue.dead_letters().await.is_empty());
@@ -228,6 +232,8 @@ async fn fault_the_launchers_watch_is_cut_and_its_status_catches_up() {
         .delete(&deleted, &kube::api::DeleteParams::background())
         .await
         .expect("delete directly");
+    // A negative check: the Job finished 5 s ago and the cut-off launcher still shows it running;
+    // with its watch connected it would have seen the change in well under a second.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(state(finishing.clone()).await, "running", "cut off, the launcher cannot know yet");
     proxy.restore();

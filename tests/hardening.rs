@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::Job;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{SEED_TEMPLATE, TestApp, TestNamespace, put_config_map, service_account_client};
+use support::{SEED_TEMPLATE, TestApp, TestNamespace, put_config_map, service_account_client, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A token for a new ServiceAccount `name` bound to a Role with `rules`.
@@ -182,14 +182,20 @@ async fn requests_beyond_the_concurrency_limit_get_503_with_retry_after() {
         .expect("write");
         held.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = app.http.get(app.url("/v1/jobs")).send().await.expect("r");
+    // The held requests take both slots as soon as the server has read their heads.
+    let mut r = app.http.get(app.url("/v1/jobs")).send().await.expect("r");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while r.status() != StatusCode::SERVICE_UNAVAILABLE && tokio::time::Instant::now() < deadline {
+        r = app.http.get(app.url("/v1/jobs")).send().await.expect("r");
+    }
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     assert_eq!(r.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/problem+json"));
     drop(held);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.http.get(app.url("/v1/jobs")).send().await.expect("r").status(), StatusCode::OK, "slots come back");
+    wait_until(Duration::from_secs(10), "the slots to come back", || async {
+        app.http.get(app.url("/v1/jobs")).send().await.is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
     let metrics = app.metrics().await;
     assert!(metrics.contains("job_launcher_http_rejected_total{outcome=\"overloaded\"} 1"), "{metrics}");
 }

@@ -101,6 +101,7 @@ async fn five_hundred_mixed_messages_make_exactly_five_hundred_jobs() {
     let app = start(&ns, &queue, &["--sqs-concurrency", "4"]).await;
     let took = wait_for_all(&ns, &queue, 500, Duration::from_secs(300)).await;
     eprintln!("500 messages -> 500 Jobs in {took:?}: {:.0} launches/s", 500.0 / took.as_secs_f64());
+    // Quiet period: the queue is empty, so only a create already on the wire could still land.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let all = jobs(&ns).await;
@@ -294,7 +295,8 @@ async fn scale_mode_with_slow_starting_pods_launches_one_job_per_message_not_mor
         queue.depth_of(&queue.url).await == 0
     })
     .await;
-    // A few more polls with the queue empty: nothing more may come.
+    // A few more polls with the queue empty: nothing more may come. Scale mode polls every 500 ms
+    // here, so 3 s gives it six chances to launch a Job too many.
     tokio::time::sleep(Duration::from_secs(3)).await;
     workers.abort();
     let all = jobs(&ns).await;
@@ -327,6 +329,8 @@ async fn sigkill_halfway_through_a_burst_then_restart_launches_each_message_once
 
     let _second = support::LauncherProcess::start(&ns.name, &args).await;
     wait_for_all(&ns, &queue, 300, Duration::from_secs(240)).await;
+    // Quiet period: the queue is empty (visible and in flight), so only a create already on the
+    // wire could still land; those take milliseconds, and the killed process's are long gone.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(jobs(&ns).await.len(), 300, "exactly one Job per message");
     assert_eq!(queue.depth_of(&queue.url).await, 0, "no message left");
@@ -353,6 +357,7 @@ async fn sigterm_during_a_burst_exits_in_grace_and_loses_nothing() {
 
     let _second = support::LauncherProcess::start(&ns.name, &args).await;
     wait_for_all(&ns, &queue, 200, Duration::from_secs(180)).await;
+    // Quiet period, as above.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(jobs(&ns).await.len(), 200, "exactly one Job per message ({at_stop} before the restart)");
     assert!(queue.dead_letters().await.is_empty());
