@@ -123,6 +123,10 @@ pub struct JobView {
     pub state: JobState,
     pub priority: i32,
     pub idempotency_key: Option<String>,
+    /// Who asked for it: the token's user, the Kubernetes username, `anonymous`, or
+    /// `sqs:<queue URL>`.
+    #[serde(default)]
+    pub requested_by: Option<String>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub created_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -196,8 +200,18 @@ pub struct TemplateView {
     pub parameters: Vec<ParameterView>,
     /// Containers that receive a request's env.
     pub env_containers: Vec<String>,
+    /// The template's `job-launcher.dev/allowed-env`: the names a request's env may set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_env: Option<String>,
+    /// Without `allowedEnv`: the variables a request may set (those the containers declare with a
+    /// literal value).
+    #[serde(default)]
+    pub settable_env: Vec<String>,
     pub max_active: Option<u32>,
     pub source: TemplateSource,
+    /// Risks in the served version, e.g. a parameter without a pattern inside a shell script.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Queue and cap figures, for `GET /v1/queue`.

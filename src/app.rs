@@ -8,12 +8,14 @@ use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::{
     admission::{Admission, Caps},
-    config::{AuthMode, KubeArgs, ServeArgs, SqsArgs, SqsMode},
+    config::{AuthMode, HttpArgs, KubeArgs, ServeArgs, SqsArgs, SqsMode},
     http::{
         self, AppState, RequestLimits,
         auth::{Authenticator, TokenFile},
+        browser_guard::BrowserGuard,
         kube_auth::{KubernetesAuth, Permission},
         server::ConnectionLimits,
+        tls::ReloadingCertificate,
     },
     jobs::JobIndex,
     launch::{LaunchSettings, Launcher},
@@ -46,6 +48,8 @@ pub enum StartError {
         "refusing to serve the API on {0} without auth: give --auth-token-file, listen on a loopback address, or pass --insecure-no-auth"
     )]
     NoAuth(SocketAddr),
+    #[error(transparent)]
+    Tls(#[from] http::tls::TlsError),
 }
 
 /// A Kubernetes client (in-cluster config, else KUBECONFIG) and the namespace to work in: the
@@ -65,6 +69,8 @@ pub struct Application {
     store: TemplateStore,
     index: JobIndex,
     auth: Option<Authenticator>,
+    guard: BrowserGuard,
+    tls: Option<Arc<ReloadingCertificate>>,
     request_limits: RequestLimits,
     connection_limits: ConnectionLimits,
     grace: Duration,
@@ -126,37 +132,67 @@ async fn sqs_worker(args: &SqsArgs, launcher: &Launcher, metrics: &Metrics) -> R
     }
 }
 
+/// The caller auth the flags ask for.
+fn authenticator(args: &HttpArgs, client: &Client, namespace: &str) -> Result<Option<Authenticator>, StartError> {
+    Ok(match (args.auth, &args.auth_token_file) {
+        (Some(AuthMode::Kubernetes), _) => Some(Authenticator::Kubernetes(KubernetesAuth::new(
+            client.clone(),
+            Permission {
+                verb_override: args.auth_verb.clone(),
+                group: args.auth_group.clone(),
+                resource: args.auth_resource.clone(),
+                namespace: namespace.to_string(),
+                audiences: args.auth_audience.clone().into_iter().collect(),
+            },
+            args.auth_cache_ttl,
+        ))),
+        (_, Some(path)) => Some(Authenticator::TokenFile(TokenFile::load(path)?)),
+        (Some(AuthMode::TokenFile), None) => return Err(StartError::NoTokenFile),
+        (None, None) => None,
+    })
+}
+
+/// Refuses an API without auth on a public address, and says what is exposed.
+fn check_exposure(args: &HttpArgs, auth: Option<&Authenticator>) -> Result<(), StartError> {
+    let public = !args.listen.ip().is_loopback();
+    match auth {
+        None if public && !args.insecure_no_auth => return Err(StartError::NoAuth(args.listen)),
+        None => tracing::warn!(listen = %args.listen, "the API has no auth"),
+        Some(Authenticator::Kubernetes(_)) if public && args.tls_cert_file.is_none() => tracing::warn!(
+            listen = %args.listen,
+            "Kubernetes auth without TLS on a public address: callers' tokens cross the network in the clear (give --tls-cert-file and --tls-key-file)"
+        ),
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+/// A name for this replica in the Lease: the pod's name and a random suffix.
+fn replica_identity() -> String {
+    format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "kube-job-launcher".into()),
+        crate::launch::naming::random_suffix()
+    )
+}
+
 impl Application {
     /// Binds both ports and checks that Kubernetes answers. Nothing runs until
     /// [`run_until_stopped`](Self::run_until_stopped).
     pub async fn build(args: ServeArgs, client: Client, namespace: String) -> Result<Self, StartError> {
-        let auth = match (args.http.auth, &args.http.auth_token_file) {
-            (Some(AuthMode::Kubernetes), _) => Some(Authenticator::Kubernetes(KubernetesAuth::new(
-                client.clone(),
-                Permission {
-                    verb: args.http.auth_verb.clone(),
-                    group: args.http.auth_group.clone(),
-                    resource: args.http.auth_resource.clone(),
-                    namespace: namespace.clone(),
-                },
-                args.http.auth_cache_ttl,
-            ))),
-            (_, Some(path)) => Some(Authenticator::TokenFile(TokenFile::load(path)?)),
-            (Some(AuthMode::TokenFile), None) => return Err(StartError::NoTokenFile),
-            (None, None) => None,
+        let auth = authenticator(&args.http, &client, &namespace)?;
+        check_exposure(&args.http, auth.as_ref())?;
+        let tls = match (&args.http.tls_cert_file, &args.http.tls_key_file) {
+            (Some(cert), Some(key)) => Some(ReloadingCertificate::load(cert, key)?),
+            _ => None,
         };
-        if auth.is_none() && !args.http.listen.ip().is_loopback() && !args.http.insecure_no_auth {
-            return Err(StartError::NoAuth(args.http.listen));
-        }
-        if auth.is_none() {
-            tracing::warn!(listen = %args.http.listen, "the API has no auth");
-        }
+        let guard = BrowserGuard::new(auth.is_none(), args.http.allowed_hosts.clone(), tls.is_some());
         let version = client.apiserver_version().await.map_err(StartError::KubeUnreachable)?;
-        tracing::info!(server = %version.git_version, %namespace, "connected to Kubernetes");
-
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
-        };
+        tracing::info!(server = %version.git_version, %namespace, instance = %args.kube.instance, "connected to Kubernetes");
         let api_listener = bind(args.http.listen).await?;
         let admin_listener = bind(args.http.admin_listen).await?;
 
@@ -165,19 +201,15 @@ impl Application {
         let index = JobIndex::new(&namespace);
         let caps = Caps { max_active: args.admission.max_active, max_queued: args.admission.max_queued };
         let settings = LaunchSettings {
+            instance: args.kube.instance.clone(),
             caps,
             default_template: args.templates.default_template.clone(),
             default_ttl_seconds: args.launch.default_ttl_seconds,
             timeout: args.launch.launch_timeout,
         };
-        let identity = format!(
-            "{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "kube-job-launcher".into()),
-            crate::launch::naming::random_suffix()
-        );
         let lease = LeaseSettings {
             name: args.admission.leader_lease.clone(),
-            identity,
+            identity: replica_identity(),
             duration: args.admission.leader_lease_duration,
         };
         let (elector, leader) = LeaderElector::new(client.clone(), &namespace, lease);
@@ -208,6 +240,8 @@ impl Application {
             store,
             index,
             auth,
+            guard,
+            tls,
             request_limits: RequestLimits {
                 max_concurrent: args.http.max_concurrent_requests,
                 timeout: args.http.request_timeout,
@@ -249,6 +283,19 @@ impl Application {
         if let Some(Authenticator::TokenFile(tokens)) = self.auth.clone() {
             background.spawn(tokens.watch());
         }
+        let tls = match &self.tls {
+            Some(certificate) => {
+                background.spawn(certificate.clone().watch());
+                match certificate.server_config() {
+                    Ok(config) => Some(tokio_rustls::TlsAcceptor::from(config)),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot serve TLS");
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
 
         let (api_addr, admin_addr) = (self.api_addr(), self.admin_addr());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -273,15 +320,16 @@ impl Application {
             }
         };
         let api_router = http::with_limits(
-            http::api_router(self.state.clone(), self.auth.clone()),
+            http::api_router(self.state.clone(), self.auth.clone(), self.guard.clone()),
             self.request_limits,
             self.state.metrics.clone(),
         );
-        let api = http::server::serve(self.api_listener, api_router, self.connection_limits, stopped());
+        let api = http::server::serve(self.api_listener, api_router, self.connection_limits, tls, stopped());
         let admin = http::server::serve(
             self.admin_listener,
             http::admin::router(self.state.clone()),
             self.connection_limits,
+            None,
             stopped(),
         );
         tracing::info!(api = %api_addr, admin = %admin_addr, "serving");

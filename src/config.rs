@@ -92,6 +92,12 @@ pub struct KubeArgs {
     /// in-cluster service account's namespace, else the kubeconfig context's, else `default`.
     #[arg(long, env = "JOB_LAUNCHER_NAMESPACE")]
     pub namespace: Option<String>,
+
+    /// This launcher's instance: its Jobs carry it (label `job-launcher.dev/instance`), it sees
+    /// only Jobs that carry it, and keyed names are scoped to it; several releases can share a
+    /// namespace. A label value: at most 63 characters.
+    #[arg(long, env = "JOB_LAUNCHER_INSTANCE", default_value = "default", value_parser = parse_instance)]
+    pub instance: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -111,22 +117,31 @@ pub struct HttpArgs {
     #[arg(long, env = "JOB_LAUNCHER_AUTH", value_enum)]
     pub auth: Option<AuthMode>,
 
-    /// File of bearer tokens the API accepts, one per line; re-read when it changes.
+    /// File of bearer tokens the API accepts, in kube-apiserver's static token format
+    /// (`token,user,uid[,"group1,group2"]`; the user is the caller); re-read when it changes.
     #[arg(long, env = "JOB_LAUNCHER_AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
 
-    /// Kubernetes auth: the verb a caller needs on --auth-resource in the launcher's namespace.
-    #[arg(long, env = "JOB_LAUNCHER_AUTH_VERB", default_value = "create")]
-    pub auth_verb: String,
+    /// Kubernetes auth: one verb every action needs on --auth-resource, instead of one per
+    /// action (`create` launches, `get` reads one thing, `list` reads lists, the queue and
+    /// streams, `delete` cancels).
+    #[arg(long, env = "JOB_LAUNCHER_AUTH_VERB")]
+    pub auth_verb: Option<String>,
 
     /// Kubernetes auth: the API group of --auth-resource (empty for the core group).
-    #[arg(long, env = "JOB_LAUNCHER_AUTH_GROUP", default_value = "batch")]
+    #[arg(long, env = "JOB_LAUNCHER_AUTH_GROUP", default_value = "job-launcher.dev")]
     pub auth_group: String,
 
-    /// Kubernetes auth: the resource a caller needs --auth-verb on. Any name works with RBAC,
-    /// e.g. `launches` in a group of your own, granted by a Role of your own.
-    #[arg(long, env = "JOB_LAUNCHER_AUTH_RESOURCE", default_value = "jobs")]
+    /// Kubernetes auth: the resource callers need each action's verb on, in the launcher's
+    /// namespace. No such resource has to exist: RBAC grants verbs on any name, and this one
+    /// grants nothing else.
+    #[arg(long, env = "JOB_LAUNCHER_AUTH_RESOURCE", default_value = "launches")]
     pub auth_resource: String,
+
+    /// Kubernetes auth: accept only tokens minted for this audience (TokenReview audiences), e.g.
+    /// `kubectl create token SA --audience AUD`.
+    #[arg(long, env = "JOB_LAUNCHER_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
 
     /// Kubernetes auth: how long a review's answer is reused.
     #[arg(long, env = "JOB_LAUNCHER_AUTH_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
@@ -149,9 +164,23 @@ pub struct HttpArgs {
     #[arg(long, env = "JOB_LAUNCHER_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
 
-    /// Serve the API without auth on a non-loopback address.
+    /// Serve the API without auth on a non-loopback address (behind a proxy that authenticates).
     #[arg(long, env = "JOB_LAUNCHER_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+
+    /// Without auth: Host names the API answers besides loopback ones (a foreign Host is refused,
+    /// against DNS rebinding), e.g. the Service's names behind --insecure-no-auth.
+    #[arg(long, env = "JOB_LAUNCHER_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Certificate chain (PEM) for TLS on the API port; re-read when it changes (a renewed
+    /// Secret's symlink swap included).
+    #[arg(long, env = "JOB_LAUNCHER_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) for --tls-cert-file.
+    #[arg(long, env = "JOB_LAUNCHER_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
 
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "JOB_LAUNCHER_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
@@ -315,20 +344,36 @@ pub fn reference_markdown() -> String {
     out
 }
 
-/// A duration such as `250ms`, `10s`, `5m` or `1h`; a bare number is seconds.
+/// A duration such as `250ms`, `10s`, `1m30s` or `2h` (humantime's syntax); a bare number is
+/// seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 500ms, 10s, 5m or 1h"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 500ms, 10s or 1m30s: {e}"))
+}
+
+/// A duration that must not be zero: where zero would spin a loop or divide by nothing.
+pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("{text:?}: must be more than zero")),
+        d => Ok(d),
+    }
+}
+
+/// An instance name: a Kubernetes label value that is not empty.
+pub fn parse_instance(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 63
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!("{text:?}: 1-63 characters of [A-Za-z0-9._-], alphanumeric at both ends"))
+    }
 }
 
 #[cfg(test)]
@@ -336,15 +381,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_with_units() {
+    fn durations_parse_with_units_and_compound_forms() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_nonzero_duration("0s").map_err(|e| e.contains("more than zero")), Err(true));
+        assert_eq!(parse_nonzero_duration("1s"), Ok(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn instances_are_label_values() {
+        assert!(parse_instance("team-a").is_ok());
+        for bad in ["", "-a", "a/b", &"x".repeat(64)] {
+            assert!(parse_instance(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

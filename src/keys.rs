@@ -12,6 +12,8 @@ pub const MAX_ACTIVE: &str = "job-launcher.dev/max-active";
 // Labels on Jobs and their pods.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "kube-job-launcher";
+/// The launcher instance that made the Job: each instance sees only its own Jobs.
+pub const INSTANCE: &str = "job-launcher.dev/instance";
 pub const TEMPLATE: &str = "job-launcher.dev/template";
 pub const SOURCE: &str = "job-launcher.dev/source";
 /// Set while a Job waits, suspended, for admission.

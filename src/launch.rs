@@ -23,7 +23,7 @@ use crate::{
     template::{RenderInput, Template, TemplateLookup, TemplateStore},
 };
 pub use manifest::JobIdentity;
-pub use origin::{Origin, Source};
+pub use origin::{ANONYMOUS, Origin, Source, sqs_caller};
 
 /// The outcome of a launch.
 #[derive(Debug, Clone)]
@@ -44,12 +44,17 @@ impl Launched {
 
 #[derive(Debug, Clone)]
 pub struct LaunchSettings {
+    /// This launcher's instance: its Jobs carry it, and keyed names are scoped to it.
+    pub instance: String,
     pub caps: Caps,
     pub default_template: String,
     pub default_ttl_seconds: i64,
     /// How long one launch may take, retries included.
     pub timeout: Duration,
 }
+
+/// The template label of launches that named no template that exists.
+pub const UNKNOWN_TEMPLATE: &str = "unknown";
 
 /// How long a caller is asked to wait when the queue is full.
 pub const QUEUE_FULL_RETRY: Duration = Duration::from_secs(2);
@@ -81,6 +86,9 @@ pub struct Prepared {
     pub manifest: Value,
     pub request_hash: String,
     pub keyed: bool,
+    /// For a keyed request, the name an earlier release gave the same key (see
+    /// [`naming::legacy_keyed_suffix`]).
+    pub legacy_name: Option<String>,
 }
 
 impl Launcher {
@@ -186,6 +194,7 @@ impl Launcher {
         let settings = &self.inner.settings;
         let job = JobSettings {
             namespace: &self.inner.namespace,
+            instance: &settings.instance,
             default_ttl_seconds: settings.default_ttl_seconds,
             globally_capped: settings.caps.max_active.is_some(),
         };
@@ -195,15 +204,21 @@ impl Launcher {
     /// Creates the request's Job, or finds the one an identical earlier request created.
     pub async fn launch(&self, request: &LaunchRequest, origin: &Origin) -> Result<Launched> {
         let started = Instant::now();
-        let template_label = request.template.clone().unwrap_or_else(|| self.inner.settings.default_template.clone());
+        // Only templates that exist name a metric series: a caller cannot grow the metrics with
+        // names of its own.
+        let mut template_label = UNKNOWN_TEMPLATE.to_string();
         let result = match self.prepare(request, origin) {
             Ok(prepared) => match self.reserve_queue_room(&prepared) {
                 Ok(reservation) => {
+                    template_label.clone_from(&prepared.template);
                     let created = self.create(prepared, request, origin, started + self.inner.settings.timeout).await;
                     drop(reservation);
                     created
                 }
-                Err(e) => Err(e),
+                Err(e) => {
+                    template_label.clone_from(&prepared.template);
+                    Err(e)
+                }
             },
             Err(e) => Err(e),
         };
@@ -229,10 +244,10 @@ impl Launcher {
         }
         match &result {
             Ok(l) => {
-                tracing::info!(job = %l.view().name, outcome, source = origin.source.as_str(), request_id = origin.request_id.as_deref(), "launch")
+                tracing::info!(job = %l.view().name, outcome, source = origin.source.as_str(), caller = %origin.caller, request_id = origin.request_id.as_deref(), "launch")
             }
             Err(e) => {
-                tracing::info!(outcome, error = %e, source = origin.source.as_str(), request_id = origin.request_id.as_deref(), "launch refused")
+                tracing::info!(outcome, error = %e, source = origin.source.as_str(), caller = %origin.caller, request_id = origin.request_id.as_deref(), "launch refused")
             }
         }
         result
@@ -262,6 +277,9 @@ impl Launcher {
         origin: &Origin,
         deadline: Instant,
     ) -> Result<Launched> {
+        if let Some(found) = self.legacy_job(&prepared, request, origin)? {
+            return Ok(found);
+        }
         let api: Api<Job> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
         let mut backoff = Backoff::new(deadline);
         let deadline = backoff.deadline;
@@ -321,6 +339,25 @@ impl Launcher {
         }
     }
 
+    /// The Job an earlier release made for the same key, under its old name (`<template>-<hash of
+    /// namespace, template, key>`): a retry across the upgrade must not launch twice. It counts
+    /// only when it was the same caller's (or recorded no caller, as Jobs of unauthenticated
+    /// releases did not).
+    fn legacy_job(&self, prepared: &Prepared, request: &LaunchRequest, origin: &Origin) -> Result<Option<Launched>> {
+        let Some(legacy) = &prepared.legacy_name else { return Ok(None) };
+        let Some(record) = self.inner.jobs.record(legacy) else { return Ok(None) };
+        if record.requested_by.as_ref().is_some_and(|by| *by != origin.caller) {
+            return Ok(None);
+        }
+        if record.request_hash.as_deref() != Some(prepared.request_hash.as_str()) {
+            return Err(Error::KeyReused {
+                key: request.idempotency_key.clone().unwrap_or_default(),
+                job: legacy.clone(),
+            });
+        }
+        Ok(self.inner.jobs.view(legacy).map(Launched::Existing))
+    }
+
     async fn get_job(&self, api: &Api<Job>, name: &str, backoff: &mut Backoff) -> Result<Option<Job>> {
         loop {
             match within(backoff.deadline, api.get_opt(name)).await {
@@ -370,8 +407,9 @@ async fn within<T>(deadline: Instant, call: impl Future<Output = kube::Result<T>
 /// What, besides the template and the request, decides a Job's manifest.
 #[derive(Debug, Clone, Copy)]
 pub struct JobSettings<'a> {
-    /// The launcher's namespace: keyed Job names depend on it.
+    /// The launcher's namespace and instance: keyed Job names depend on them.
     pub namespace: &'a str,
+    pub instance: &'a str,
     pub default_ttl_seconds: i64,
     /// Whether a global --max-active applies (then every Job queues).
     pub globally_capped: bool,
@@ -392,17 +430,24 @@ pub fn prepare(
             "idempotencyKey: 1 to {MAX_KEY_LEN} characters, no control characters"
         )));
     }
-    let mut manifest =
-        template.render(RenderInput { params: &request.params, env: &request.env, labels: &request.labels })?;
-    let suffix = match &request.idempotency_key {
-        Some(key) => naming::keyed_suffix(job.namespace, &template.name, key),
-        None => naming::random_suffix(),
+    let mut manifest = template.render(RenderInput {
+        params: &request.params,
+        env: &request.env,
+        launcher_env: &origin.launcher_env,
+        labels: &request.labels,
+    })?;
+    let (name, legacy_name) = match &request.idempotency_key {
+        Some(key) => (
+            naming::keyed_name(job.namespace, job.instance, &origin.caller, key),
+            Some(naming::job_name(&template.name, &naming::legacy_keyed_suffix(job.namespace, &template.name, key))),
+        ),
+        None => (naming::job_name(&template.name, &naming::random_suffix()), None),
     };
-    let name = naming::job_name(&template.name, &suffix);
-    let request_hash = manifest::request_hash(&template.name, request);
+    let request_hash = manifest::request_hash(&template.name, request, &origin.launcher_env);
     let capped = job.globally_capped || template.max_active.is_some();
     let identity = JobIdentity {
         name: &name,
+        instance: job.instance,
         template: &template.name,
         origin,
         priority: request.priority,
@@ -418,6 +463,7 @@ pub fn prepare(
         manifest,
         request_hash,
         keyed: request.idempotency_key.is_some(),
+        legacy_name,
     })
 }
 
@@ -462,6 +508,7 @@ mod tests {
             TemplateStore::new("ns", vec!["job-template-cm".into()], metrics.clone()),
             JobIndex::new("ns"),
             LaunchSettings {
+                instance: "default".into(),
                 caps: Caps::default(),
                 default_template: "default".into(),
                 default_ttl_seconds: 3600,
@@ -476,7 +523,7 @@ mod tests {
     async fn a_launch_before_the_templates_load_is_retryable_not_unknown() {
         let launcher = launcher_before_templates_load();
         let error = launcher
-            .launch(&LaunchRequest::default(), &Origin::new(Source::Sqs))
+            .launch(&LaunchRequest::default(), &Origin::new(Source::Sqs, "sqs:test"))
             .await
             .expect_err("no template can be served yet");
         assert!(matches!(error, Error::TemplatesLoading), "{error:?}");

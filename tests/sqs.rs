@@ -223,7 +223,7 @@ async fn the_original_launchers_message_sent_with_the_aws_cli_launches_one_job()
     assert_eq!(all.len(), 1);
     assert_eq!(env_of(&all[0], "MESSAGE_BODY"), Some(body));
     assert_eq!(env_of(&all[0], "MESSAGE_ID"), id.as_deref());
-    assert!(all[0].metadata.name.as_deref().is_some_and(|n| n.starts_with("job-template-")));
+    assert!(all[0].metadata.name.as_deref().is_some_and(|n| n.starts_with("k-")), "named after the message id");
 }
 
 /// Scale mode with pods that take 5 s to start: Jobs exist but have not taken their message, and

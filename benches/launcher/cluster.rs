@@ -232,9 +232,13 @@ impl JobFactory {
             priority,
             ..LaunchRequest::default()
         };
-        let origin = Origin { request_id: Some(format!("{:016x}", rand_u64())), ..Origin::new(self.source) };
-        let settings =
-            JobSettings { namespace: &self.namespace, default_ttl_seconds: 3600, globally_capped: self.capped };
+        let origin = Origin { request_id: Some(format!("{:016x}", rand_u64())), ..Origin::new(self.source, "bench") };
+        let settings = JobSettings {
+            namespace: &self.namespace,
+            instance: "default",
+            default_ttl_seconds: 3600,
+            globally_capped: self.capped,
+        };
         let prepared = prepare(&self.template, &request, &origin, &settings).map_err(|e| e.to_string())?;
         let mut manifest: Value = prepared.manifest;
         manifest["metadata"]["namespace"] = Value::String(self.namespace.clone());

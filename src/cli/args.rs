@@ -247,6 +247,15 @@ pub struct RenderCommand {
     #[arg(long, default_value_t = 3600, conflicts_with = "template")]
     pub default_ttl_seconds: i64,
 
+    /// With --file: the launcher's --instance; keyed Job names depend on it.
+    #[arg(long, default_value = "default", conflicts_with = "template")]
+    pub instance: String,
+
+    /// With --file: the caller the launcher would see (the token's user; `anonymous` without
+    /// auth); keyed Job names depend on it.
+    #[arg(long, default_value = "anonymous", conflicts_with = "template")]
+    pub caller: String,
+
     // `table` prints YAML, as `yaml` does.
     #[command(flatten)]
     pub output: OutputArgs,

@@ -19,8 +19,10 @@ pub struct OfflineTemplate<'a> {
     pub key: &'a str,
     /// The template's name; by default the key without its extension.
     pub name: Option<&'a str>,
-    /// The launcher's namespace, which keyed Job names depend on.
+    /// The launcher's namespace and instance, and the caller: keyed Job names depend on them.
     pub namespace: &'a str,
+    pub instance: &'a str,
+    pub caller: &'a str,
     /// The launcher's --default-ttl-seconds.
     pub default_ttl_seconds: i64,
 }
@@ -48,9 +50,10 @@ pub fn render_offline(template: &OfflineTemplate<'_>, request: &LaunchRequest) -
         key: template.key.to_string(),
         error: e.to_string(),
     })?;
-    let origin = Origin::new(Source::Cli);
+    let origin = Origin::new(Source::Cli, template.caller);
     let job = JobSettings {
         namespace: template.namespace,
+        instance: template.instance,
         default_ttl_seconds: template.default_ttl_seconds,
         globally_capped: false,
     };
@@ -69,7 +72,15 @@ mod tests {
     const GREETING: &str = include_str!("../../examples/greeting.yaml");
 
     fn offline(text: &str) -> OfflineTemplate<'_> {
-        OfflineTemplate { text, key: "greeting.yaml", name: None, namespace: "default", default_ttl_seconds: 3600 }
+        OfflineTemplate {
+            text,
+            key: "greeting.yaml",
+            name: None,
+            namespace: "default",
+            instance: "default",
+            caller: "anonymous",
+            default_ttl_seconds: 3600,
+        }
     }
 
     fn request(params: &[(&str, ParamValue)]) -> LaunchRequest {
@@ -83,14 +94,14 @@ mod tests {
         req.labels = BTreeMap::from([("team".into(), "data".into())]);
         let manifest = render_offline(&offline(GREETING), &req).expect("renders");
         let name = manifest.pointer("/metadata/name").and_then(Value::as_str).expect("name");
-        let naming = |k| crate::launch::naming::keyed_suffix("default", "greeting", k);
-        assert_eq!(name, crate::launch::naming::job_name("greeting", &naming("k1")));
+        assert_eq!(name, crate::launch::naming::keyed_name("default", "default", "anonymous", "k1"));
         assert_eq!(manifest.pointer("/metadata/labels/job-launcher.dev~1template"), Some(&Value::from("greeting")));
         assert_eq!(manifest.pointer("/metadata/labels/job-launcher.dev~1source"), Some(&Value::from("cli")));
         assert_eq!(manifest.pointer("/metadata/labels/team"), Some(&Value::from("data")));
         assert_eq!(manifest.pointer("/spec/ttlSecondsAfterFinished"), Some(&Value::from(3600)));
-        let command = manifest.pointer("/spec/template/spec/containers/0/command/2").and_then(Value::as_str);
-        assert!(command.is_some_and(|c| c.contains("seq 2") && c.contains("Hello, Ada")), "{command:?}");
+        let env = manifest.pointer("/spec/template/spec/containers/0/env").expect("env");
+        assert_eq!(env[0], serde_json::json!({"name": "NAME", "value": "Ada"}));
+        assert_eq!(env[1], serde_json::json!({"name": "TIMES", "value": "2"}));
         let again = render_offline(&offline(GREETING), &req).expect("renders");
         assert_eq!(again.pointer("/metadata/name"), manifest.pointer("/metadata/name"), "keyed names are stable");
     }

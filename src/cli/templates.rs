@@ -137,6 +137,8 @@ pub async fn render(command: RenderCommand) -> Result<(), CliError> {
                 key: &key,
                 name: command.name.as_deref(),
                 namespace: &command.namespace,
+                instance: &command.instance,
+                caller: &command.caller,
                 default_ttl_seconds: command.default_ttl_seconds,
             };
             render_offline(&template, &request).map_err(|e| CliError::Failed(e.to_string()))?

@@ -30,13 +30,13 @@ use crate::{
     launch::{Launched, Origin, Source},
 };
 
-fn origin_from(headers: &HeaderMap, request_id: &RequestId, caller: Option<Caller>) -> Result<Origin, AppError> {
+fn origin_from(headers: &HeaderMap, request_id: &RequestId, caller: Caller) -> Result<Origin, AppError> {
     let source = match headers.get(SOURCE_HEADER).map(|v| v.to_str().unwrap_or_default()) {
         None | Some("http") => Source::Http,
         Some("cli") => Source::Cli,
         Some(other) => return Err(AppError::bad_request(format!("{SOURCE_HEADER}: {other:?} is not http or cli"))),
     };
-    Ok(Origin { request_id: Some(request_id.0.clone()), requested_by: caller.map(|c| c.0), ..Origin::new(source) })
+    Ok(Origin { request_id: Some(request_id.0.clone()), ..Origin::new(source, caller.0) })
 }
 
 /// Launch a Job from a template.
@@ -61,7 +61,7 @@ fn origin_from(headers: &HeaderMap, request_id: &RequestId, caller: Option<Calle
 pub async fn launch(
     State(state): State<AppState>,
     axum::Extension(request_id): axum::Extension<RequestId>,
-    caller: Option<axum::Extension<Caller>>,
+    caller: Caller,
     headers: HeaderMap,
     Json(mut request): Json<LaunchRequest>,
 ) -> Result<Response, AppError> {
@@ -75,7 +75,7 @@ pub async fn launch(
             _ => request.idempotency_key = Some(header_key),
         }
     }
-    let origin = origin_from(&headers, &request_id, caller.map(|c| c.0))?;
+    let origin = origin_from(&headers, &request_id, caller)?;
     let launched = state.launcher.launch(&request, &origin).await?;
     Ok(launched_response(launched))
 }
@@ -114,6 +114,7 @@ pub async fn get_job(State(state): State<AppState>, Path(name): Path<String>) ->
         ("template" = Option<String>, Query, description = "Only this template's Jobs"),
         ("state" = Option<JobState>, Query, description = "Only Jobs in this state"),
         ("label" = Option<Vec<String>>, Query, description = "`key=value`; repeat or separate with commas; all must match"),
+        ("requestedBy" = Option<String>, Query, description = "Only Jobs this caller asked for"),
         ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000, default 100"),
         ("continue" = Option<String>, Query, description = "The previous page's `continue` token"),
     ),
@@ -123,7 +124,7 @@ pub async fn get_job(State(state): State<AppState>, Path(name): Path<String>) ->
     )
 )]
 pub async fn list_jobs(State(state): State<AppState>, query: QueryPairs) -> Result<JsonBody<JobList>, AppError> {
-    query.only(&["template", "state", "label", "limit", "continue"])?;
+    query.only(&["template", "state", "label", "requestedBy", "limit", "continue"])?;
     let limit = query.parse::<usize>("limit")?.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(AppError::bad_request(format!("limit={limit}: between 1 and {MAX_LIST_LIMIT}")));
@@ -139,6 +140,7 @@ pub async fn list_jobs(State(state): State<AppState>, query: QueryPairs) -> Resu
         template: query.get("template").map(String::from),
         state: query.parse::<JobState>("state")?,
         labels,
+        requested_by: query.get("requestedBy").map(String::from),
         limit,
         after: query.get("continue").map(String::from),
     };
@@ -237,10 +239,9 @@ pub async fn job_logs(
 pub async fn launch_job_legacy(
     State(state): State<AppState>,
     axum::Extension(request_id): axum::Extension<RequestId>,
-    caller: Option<axum::Extension<Caller>>,
+    caller: Caller,
 ) -> Result<String, AppError> {
-    let origin =
-        Origin { request_id: Some(request_id.0), requested_by: caller.map(|c| c.0.0), ..Origin::new(Source::Http) };
+    let origin = Origin { request_id: Some(request_id.0), ..Origin::new(Source::Http, caller.0) };
     let launched = state.launcher.launch(&LaunchRequest::default(), &origin).await?;
     Ok(format!("Job launched: {}", launched.view().name))
 }

@@ -1,8 +1,11 @@
 //! Kubernetes auth: a caller presents a token the cluster accepts (its service-account token,
-//! say); a TokenReview says who it is and a SubjectAccessReview whether that identity may
-//! launch (by default: `create` `jobs` in group `batch` in the launcher's namespace; a team can
-//! point it at a resource of its own and grant it with an RBAC rule). Answers are cached briefly,
-//! in a bounded cache keyed by the token's SHA-256.
+//! say); a TokenReview says who it is (only tokens minted for `--auth-audience`, when set) and a
+//! SubjectAccessReview whether that identity may do what the request does, per action: `create`,
+//! `get`, `list` or `delete` on the virtual resource `launches` in group `job-launcher.dev` in the
+//! launcher's namespace. No CRD exists for it, so the permission grants nothing else: whoever may
+//! launch may not create Jobs directly, skipping templates, caps and the queue. Per action, not
+//! per owner. Answers are cached briefly, in a bounded cache keyed by the token's SHA-256 and the
+//! verb.
 
 use std::{
     collections::HashMap,
@@ -18,15 +21,20 @@ use kube::{Api, Client, api::PostParams};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use super::auth::Action;
 use crate::error::Error;
 
-/// What a launch needs permission for.
+/// What the launcher's actions need permission for: a verb per action on `resource` in `group`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permission {
-    pub verb: String,
+    /// One verb for every action instead of one per action: the older, coarser check, for teams
+    /// that grant a single verb.
+    pub verb_override: Option<String>,
     pub group: String,
     pub resource: String,
     pub namespace: String,
+    /// TokenReview audiences: the cluster accepts only tokens minted for one of them.
+    pub audiences: Vec<String>,
 }
 
 /// The answer for one token.
@@ -43,8 +51,8 @@ pub enum Verdict {
     Unauthenticated,
 }
 
-/// Verdicts by the SHA-256 of their token, with when they were asked.
-type VerdictCache = HashMap<[u8; 32], (Verdict, Instant)>;
+/// Verdicts by the SHA-256 of their token and the verb asked, with when they were asked.
+type VerdictCache = HashMap<([u8; 32], &'static str), (Verdict, Instant)>;
 
 /// Entries kept at most; when full, expired entries go first, then the oldest.
 pub const MAX_CACHE_ENTRIES: usize = 10_000;
@@ -66,16 +74,16 @@ impl KubernetesAuth {
         &self.permission
     }
 
-    /// Who the token belongs to and whether they may launch; an error when the cluster cannot
-    /// be asked.
-    pub async fn review(&self, token: &str) -> Result<Verdict, Error> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    /// Who the token belongs to and whether they may do `action`; an error when the cluster
+    /// cannot be asked.
+    pub async fn review(&self, token: &str, action: Action) -> Result<Verdict, Error> {
+        let key: ([u8; 32], &'static str) = (Sha256::digest(token.as_bytes()).into(), action.verb());
         if let Some((verdict, at)) = self.lock().get(&key)
             && at.elapsed() < self.ttl
         {
             return Ok(verdict.clone());
         }
-        let verdict = self.ask(token).await?;
+        let verdict = self.ask(token, action).await?;
         let mut cache = self.lock();
         if cache.len() >= MAX_CACHE_ENTRIES {
             let ttl = self.ttl;
@@ -94,11 +102,11 @@ impl KubernetesAuth {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn ask(&self, token: &str) -> Result<Verdict, Error> {
-        let review = TokenReview {
-            spec: TokenReviewSpec { token: token.to_string(), audiences: None },
-            ..TokenReview::default()
-        };
+    async fn ask(&self, token: &str, action: Action) -> Result<Verdict, Error> {
+        let p = &self.permission;
+        let audiences = (!p.audiences.is_empty()).then(|| p.audiences.clone());
+        let review =
+            TokenReview { spec: TokenReviewSpec { token: token.to_string(), audiences }, ..TokenReview::default() };
         let reviewed = Api::<TokenReview>::all(self.client.clone())
             .create(&PostParams::default(), &review)
             .await
@@ -108,7 +116,7 @@ impl KubernetesAuth {
         };
         let user = status.user.unwrap_or_default();
         let username = user.username.clone().unwrap_or_default();
-        let p = &self.permission;
+        let verb = p.verb_override.clone().unwrap_or_else(|| action.verb().to_string());
         let access = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: user.username,
@@ -116,7 +124,7 @@ impl KubernetesAuth {
                 uid: user.uid,
                 extra: user.extra,
                 resource_attributes: Some(ResourceAttributes {
-                    verb: Some(p.verb.clone()),
+                    verb: Some(verb.clone()),
                     group: Some(p.group.clone()),
                     resource: Some(p.resource.clone()),
                     namespace: Some(p.namespace.clone()),
@@ -135,8 +143,7 @@ impl KubernetesAuth {
             Verdict::Allowed { username }
         } else {
             let group = if p.group.is_empty() { String::new() } else { format!(".{}", p.group) };
-            let mut reason =
-                format!("{username} may not {} {}{group} in namespace {}", p.verb, p.resource, p.namespace);
+            let mut reason = format!("{username} may not {verb} {}{group} in namespace {}", p.resource, p.namespace);
             if let Some(why) = status.reason.filter(|r| !r.is_empty()) {
                 reason.push_str(&format!(" ({why})"));
             }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod browser_guard;
 pub mod error;
 pub mod extract;
 pub mod jobs;
@@ -12,6 +13,7 @@ pub mod queue;
 pub mod server;
 pub mod state;
 pub mod templates;
+pub mod tls;
 
 use axum::{
     Json as JsonBody, Router,
@@ -85,8 +87,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_routes().split_for_parts().1
 }
 
-/// The API router. With `auth`, every route but `/openapi.json` needs a bearer token.
-pub fn api_router(state: AppState, auth: Option<auth::Authenticator>) -> Router {
+/// The API router. With `auth`, every route but `/openapi.json` needs a bearer token; `guard`
+/// refuses cross-site browser requests and foreign Host headers.
+pub fn api_router(state: AppState, auth: Option<auth::Authenticator>, guard: browser_guard::BrowserGuard) -> Router {
     let (mut router, document) = api_routes().split_for_parts();
     if let Some(auth) = auth {
         router = router.route_layer(middleware::from_fn_with_state(auth, auth::require_auth));
@@ -105,6 +108,7 @@ pub fn api_router(state: AppState, auth: Option<auth::Authenticator>) -> Router 
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .layer(middleware::from_fn_with_state(guard, browser_guard::guard))
         .layer(middleware::from_fn_with_state(metrics, observe::observe))
 }
 

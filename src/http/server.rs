@@ -1,6 +1,6 @@
-//! Serving a router over TCP with the limits a public endpoint needs: a deadline for the request
-//! head (a client sending a byte a second does not hold a connection forever), bounded header
-//! sizes, and graceful shutdown of every connection.
+//! Serving a router over TCP, or TLS, with the limits a public endpoint needs: a deadline for the
+//! TLS handshake and the request head (a client sending a byte a second does not hold a
+//! connection forever), bounded header sizes, and graceful shutdown of every connection.
 
 use std::{future::Future, time::Duration};
 
@@ -12,6 +12,7 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +41,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -74,13 +76,34 @@ pub async fn serve(
         let service = TowerToHyperService::new(
             router.clone().map_request(|request: hyper::Request<Incoming>| request.map(axum::body::Body::new)),
         );
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+        match &tls {
+            None => {
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                // The handshake runs in the connection's own task, within the head's deadline,
+                // so a client that stalls it holds neither the accept loop nor the connection.
+                let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                let deadline = limits.header_read_timeout;
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake too slow"),
+                    };
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(error) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

@@ -4,6 +4,7 @@ use axum::{Json as JsonBody, extract::State};
 use serde_json::Value;
 
 use super::{
+    auth::Caller,
     error::AppError,
     extract::{Json, Path},
     observe::RequestId,
@@ -66,6 +67,7 @@ pub async fn get_template(
 pub async fn render_template(
     State(state): State<AppState>,
     axum::Extension(request_id): axum::Extension<RequestId>,
+    caller: Caller,
     Path(name): Path<String>,
     Json(mut request): Json<LaunchRequest>,
 ) -> Result<JsonBody<Value>, AppError> {
@@ -75,7 +77,7 @@ pub async fn render_template(
         }
         _ => request.template = Some(name),
     }
-    let origin = Origin { request_id: Some(request_id.0), ..Origin::new(Source::Http) };
+    let origin = Origin { request_id: Some(request_id.0), ..Origin::new(Source::Http, caller.0) };
     let prepared = state.launcher.prepare(&request, &origin)?;
     Ok(JsonBody(prepared.manifest))
 }

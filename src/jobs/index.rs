@@ -82,6 +82,7 @@ pub struct ListFilter {
     pub template: Option<String>,
     pub state: Option<JobState>,
     pub labels: Vec<(String, String)>,
+    pub requested_by: Option<String>,
     pub limit: usize,
     /// The `continue` token of the previous page.
     pub after: Option<String>,
@@ -200,6 +201,7 @@ impl JobIndex {
                 .map(|j| &**j)
                 .filter(|j| filter.template.as_ref().is_none_or(|t| &j.template == t))
                 .filter(|j| filter.labels.iter().all(|(k, v)| j.labels.get(k) == Some(v.as_str())))
+                .filter(|j| filter.requested_by.as_ref().is_none_or(|by| j.requested_by.as_ref() == Some(by)))
                 .filter(|j| filter.state.is_none_or(|st| s.state_of(j) == st))
                 .filter(|j| {
                     after.as_ref().is_none_or(|(nanos, name)| sort_key(j) > (std::cmp::Reverse(*nanos), name.as_str()))
@@ -373,6 +375,7 @@ pub fn job_record(job: &Job) -> Option<JobRecord> {
         idempotency_key: annotation(keys::IDEMPOTENCY_KEY),
         request_hash: annotation(keys::REQUEST_HASH),
         sqs_queue: annotation(keys::SQS_QUEUE),
+        requested_by: annotation(keys::REQUESTED_BY),
         created_at,
         queued_at: parse_time(annotations.and_then(|a| a.get(keys::QUEUED_AT))).or(created_at),
         started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),

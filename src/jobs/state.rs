@@ -27,6 +27,8 @@ pub struct JobRecord {
     pub idempotency_key: Option<String>,
     pub request_hash: Option<String>,
     pub sqs_queue: Option<String>,
+    /// Who asked for it (the `requested-by` annotation).
+    pub requested_by: Option<String>,
     pub created_at: Option<Timestamp>,
     /// When the Job entered the queue (the annotation), else its creation.
     pub queued_at: Option<Timestamp>,
@@ -99,6 +101,7 @@ impl JobRecord {
             idempotency_key: None,
             request_hash: None,
             sqs_queue: None,
+            requested_by: None,
             created_at: None,
             queued_at: None,
             started_at: None,

@@ -14,6 +14,7 @@ pub fn job_view(namespace: &str, job: &JobRecord, pods: &[&PodRecord]) -> JobVie
         state: job.state(pods),
         priority: job.priority,
         idempotency_key: job.idempotency_key.clone(),
+        requested_by: job.requested_by.clone(),
         created_at: job.created_at,
         started_at: job.started_at,
         finished_at: job.finished_at(),

@@ -1,6 +1,8 @@
 //! The launcher's marks on a rendered Job: its name, labels and annotations, TTL and suspension,
 //! and the fingerprint of the request that made it. Pure.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -12,6 +14,7 @@ use crate::{api::LaunchRequest, keys, template::render::ensure_object};
 #[derive(Debug, Clone)]
 pub struct JobIdentity<'a> {
     pub name: &'a str,
+    pub instance: &'a str,
     pub template: &'a str,
     pub origin: &'a Origin,
     pub priority: i32,
@@ -23,12 +26,16 @@ pub struct JobIdentity<'a> {
 }
 
 /// A fingerprint of what a request asks for (not of who asked or how): the same request, sent
-/// again under the same idempotency key, has the same fingerprint.
-pub fn request_hash(template: &str, request: &LaunchRequest) -> String {
+/// again under the same idempotency key, has the same fingerprint. The launcher's own variables
+/// count with the caller's, as one set: so a raw SQS message's fingerprint is the one earlier
+/// releases computed, when `MESSAGE_BODY` travelled in the request's env.
+pub fn request_hash(template: &str, request: &LaunchRequest, launcher_env: &BTreeMap<String, String>) -> String {
+    let mut env = launcher_env.clone();
+    env.extend(request.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let canonical = json!({
         "template": template,
         "params": request.params,
-        "env": request.env,
+        "env": env,
         "labels": request.labels,
         "priority": request.priority,
     });
@@ -42,6 +49,7 @@ pub fn apply_identity(manifest: &mut Value, identity: &JobIdentity<'_>) {
     let origin = identity.origin;
     let mut labels = vec![
         (keys::MANAGED_BY, keys::MANAGED_BY_VALUE.to_string()),
+        (keys::INSTANCE, identity.instance.to_string()),
         (keys::TEMPLATE, identity.template.to_string()),
         (keys::SOURCE, origin.source.as_str().to_string()),
     ];
@@ -56,7 +64,7 @@ pub fn apply_identity(manifest: &mut Value, identity: &JobIdentity<'_>) {
         (keys::REQUEST_ID, origin.request_id.clone()),
         (keys::SQS_MESSAGE_ID, origin.sqs_message_id.clone()),
         (keys::SQS_QUEUE, origin.sqs_queue.clone()),
-        (keys::REQUESTED_BY, origin.requested_by.clone()),
+        (keys::REQUESTED_BY, Some(origin.caller.clone())),
     ];
     if let Some(at) = identity.queued_at {
         annotations.push((keys::QUEUED_AT, Some(at.to_string())));
@@ -113,26 +121,38 @@ mod tests {
 
     #[test]
     fn the_fingerprint_covers_what_is_asked_not_who_asks() {
-        let base = request_hash("t", &request());
+        let none = BTreeMap::new();
+        let base = request_hash("t", &request(), &none);
         assert_eq!(base.len(), 32);
         let mut keyed = request();
         keyed.idempotency_key = Some("k".into());
-        assert_eq!(request_hash("t", &keyed), base, "the key is not part of the request");
-        assert_ne!(request_hash("t2", &request()), base);
+        assert_eq!(request_hash("t", &keyed, &none), base, "the key is not part of the request");
+        assert_ne!(request_hash("t2", &request(), &none), base);
         let mut other = request();
         other.env.insert("X".into(), "z".into());
-        assert_ne!(request_hash("t", &other), base);
+        assert_ne!(request_hash("t", &other, &none), base);
         let mut prioritized = request();
         prioritized.priority = 1;
-        assert_ne!(request_hash("t", &prioritized), base);
+        assert_ne!(request_hash("t", &prioritized, &none), base);
+    }
+
+    #[test]
+    fn the_launchers_own_variables_count_as_the_requests_env_did() {
+        // Earlier releases sent a raw SQS body's variables in the request's env; the same message
+        // must keep its fingerprint now that the launcher adds them itself.
+        let mut before = request();
+        before.env.insert("MESSAGE_BODY".into(), "{}".into());
+        let launcher_env = BTreeMap::from([("MESSAGE_BODY".to_string(), "{}".to_string())]);
+        assert_eq!(request_hash("t", &request(), &launcher_env), request_hash("t", &before, &BTreeMap::new()));
     }
 
     #[test]
     fn the_job_carries_the_launchers_labels_annotations_and_ttl() {
         let mut manifest = json!({"metadata": {"labels": {"app": "x"}}, "spec": {"template": {"spec": {}}}});
-        let origin = Origin { request_id: Some("req-1".into()), ..Origin::new(Source::Sqs) };
+        let origin = Origin { request_id: Some("req-1".into()), ..Origin::new(Source::Sqs, "sqs:q") };
         let identity = JobIdentity {
             name: "t-abc",
+            instance: "team-a",
             template: "t",
             origin: &origin,
             priority: 3,
@@ -147,11 +167,13 @@ mod tests {
         assert_eq!(labels["app"], "x");
         assert_eq!(labels[keys::MANAGED_BY], keys::MANAGED_BY_VALUE);
         assert_eq!(labels[keys::SOURCE], "sqs");
+        assert_eq!(labels[keys::INSTANCE], "team-a");
         assert!(labels.get(keys::QUEUED).is_none());
         let annotations = &manifest["metadata"]["annotations"];
         assert_eq!(annotations[keys::PRIORITY], "3");
         assert_eq!(annotations[keys::IDEMPOTENCY_KEY], "k");
         assert_eq!(annotations[keys::REQUEST_ID], "req-1");
+        assert_eq!(annotations[keys::REQUESTED_BY], "sqs:q", "the caller is always recorded");
         assert!(annotations.get(keys::SQS_MESSAGE_ID).is_none(), "absent facts leave no empty annotation");
         assert_eq!(
             manifest.pointer("/spec/template/metadata/labels/app.kubernetes.io~1managed-by"),
@@ -164,10 +186,11 @@ mod tests {
     #[test]
     fn the_templates_own_ttl_wins_and_a_queued_job_is_suspended() {
         let mut manifest = json!({"spec": {"ttlSecondsAfterFinished": 10}});
-        let origin = Origin::new(Source::Http);
+        let origin = Origin::new(Source::Http, "anonymous");
         let at = Timestamp::from_second(1).ok();
         let identity = JobIdentity {
             name: "n",
+            instance: "default",
             template: "t",
             origin: &origin,
             priority: 0,

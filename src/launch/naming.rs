@@ -1,6 +1,8 @@
-//! Job names: `<template>-<suffix>`, at most 63 characters, a valid DNS label. The suffix comes
-//! from a hash of (namespace, template, idempotency key) when there is a key, so a retried request
-//! lands on the same name; else it is random.
+//! Job names, at most 63 characters, valid DNS labels. A keyed Job is `k-<hash>`, the hash of
+//! (namespace, instance, caller, idempotency key) only: the same key from the same caller always
+//! names the same Job, whatever it asks for, so Kubernetes' name uniqueness makes a key launch
+//! once even when two replicas take it at once, and a different request under it meets the
+//! first Job (409). An unkeyed Job is `<template>-<random>`.
 
 use sha2::{Digest, Sha256};
 
@@ -31,15 +33,31 @@ fn base32(bytes: &[u8], len: usize) -> String {
     out
 }
 
-/// The suffix for an idempotency key; the same inputs always give the same suffix.
-pub fn keyed_suffix(namespace: &str, template: &str, key: &str) -> String {
+/// Base32 characters of a keyed name's hash: 120 bits, so distinct keys do not meet by chance.
+pub const KEYED_HASH_LEN: usize = 24;
+/// The prefix of every keyed Job's name.
+pub const KEYED_PREFIX: &str = "k-";
+
+/// SHA-256 of `parts`, each preceded by its length so ("ab", "c") and ("a", "bc") differ.
+fn hash_parts(parts: &[&str]) -> [u8; 32] {
     let mut hasher = Sha256::new();
-    // Lengths first, so ("ab", "c") and ("a", "bc") hash differently.
-    for part in [namespace, template, key] {
+    for part in parts {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
-    base32(&hasher.finalize(), KEYED_SUFFIX_LEN)
+    hasher.finalize().into()
+}
+
+/// The name of a keyed Job: `k-<hash of namespace, instance, caller and key>`.
+pub fn keyed_name(namespace: &str, instance: &str, caller: &str, key: &str) -> String {
+    format!("{KEYED_PREFIX}{}", base32(&hash_parts(&[namespace, instance, caller, key]), KEYED_HASH_LEN))
+}
+
+/// The suffix keyed names had before they were scoped per caller (`<template>-<suffix>`, from
+/// namespace, template and key). Kept for one release so a retry across the upgrade finds the
+/// Job its first attempt made.
+pub fn legacy_keyed_suffix(namespace: &str, template: &str, key: &str) -> String {
+    base32(&hash_parts(&[namespace, template, key]), KEYED_SUFFIX_LEN)
 }
 
 /// 64 random bits from the operating system's generator.
@@ -91,14 +109,29 @@ mod tests {
     }
 
     #[test]
-    fn keyed_names_are_deterministic_and_separate_namespaces_templates_and_keys() {
-        let a = keyed_suffix("ns", "tpl", "key-1");
-        assert_eq!(a, keyed_suffix("ns", "tpl", "key-1"));
-        assert_eq!(a.len(), KEYED_SUFFIX_LEN);
-        assert_ne!(a, keyed_suffix("ns", "tpl", "key-2"));
-        assert_ne!(a, keyed_suffix("ns2", "tpl", "key-1"));
-        assert_ne!(a, keyed_suffix("ns", "tpl2", "key-1"));
-        assert_ne!(keyed_suffix("a", "bc", "k"), keyed_suffix("ab", "c", "k"));
+    fn keyed_names_are_scoped_by_namespace_instance_caller_and_key_only() {
+        let a = keyed_name("ns", "default", "alice", "key-1");
+        assert_eq!(a, keyed_name("ns", "default", "alice", "key-1"), "deterministic");
+        assert!(is_dns_label(&a) && a.starts_with(KEYED_PREFIX), "{a}");
+        assert_eq!(a.len(), KEYED_PREFIX.len() + KEYED_HASH_LEN);
+        for other in [
+            keyed_name("ns", "default", "alice", "key-2"),
+            keyed_name("ns2", "default", "alice", "key-1"),
+            keyed_name("ns", "other", "alice", "key-1"),
+            keyed_name("ns", "default", "bob", "key-1"),
+        ] {
+            assert_ne!(a, other);
+        }
+        assert_ne!(keyed_name("a", "bc", "x", "k"), keyed_name("ab", "c", "x", "k"), "parts do not run together");
+    }
+
+    #[test]
+    fn legacy_suffixes_are_the_ones_earlier_releases_made() {
+        // Computed by the release before callers scoped keys: a retry across the upgrade must
+        // find the Job under exactly this name.
+        assert_eq!(legacy_keyed_suffix("default", "greeting", "order-42"), "6tvhsljbxih3");
+        assert_eq!(legacy_keyed_suffix("ns", "tpl", "key-1").len(), KEYED_SUFFIX_LEN);
+        assert_ne!(legacy_keyed_suffix("ns", "tpl", "key-1"), legacy_keyed_suffix("ns", "tpl2", "key-1"));
     }
 
     #[test]
@@ -113,7 +146,7 @@ mod tests {
         for template in
             ["job-template", "x", &"very-long-template-name".repeat(10), "Weird_Name.v2", "--lead", "___", "ümlaut"]
         {
-            for suffix in [keyed_suffix("ns", template, "k"), random_suffix()] {
+            for suffix in [legacy_keyed_suffix("ns", template, "k"), random_suffix()] {
                 let name = job_name(template, &suffix);
                 assert!(is_dns_label(&name), "{name:?} from {template:?}");
                 assert!(name.ends_with(&format!("-{suffix}")));

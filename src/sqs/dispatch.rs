@@ -3,7 +3,7 @@
 //! first delivery created. Split into [`Dispatcher::poll_once`] (one receive and its messages,
 //! tested directly) and [`Dispatcher::run`] (the loops).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use tokio::{sync::watch, time::Instant};
@@ -16,7 +16,7 @@ use super::{
 use crate::{
     api::LaunchRequest,
     error::Error,
-    launch::{Launched, Launcher, Origin, Source},
+    launch::{Launched, Launcher, Origin, Source, sqs_caller},
     telemetry::{Metrics, OutcomeLabels},
 };
 
@@ -174,14 +174,15 @@ impl Dispatcher {
         {
             return self.dead_letter(message, &format!("received {receives} times without launching")).await;
         }
-        let request = match self.request_for(message) {
+        let (request, launcher_env) = match self.request_for(message) {
             Ok(r) => r,
             Err(e) => return self.dead_letter(message, &e.to_string()).await,
         };
         let origin = Origin {
             sqs_message_id: Some(id.clone()),
             sqs_queue: Some(self.settings.queue_url.clone()),
-            ..Origin::new(Source::Sqs)
+            launcher_env,
+            ..Origin::new(Source::Sqs, sqs_caller(&self.settings.queue_url))
         };
         let held_until = Instant::now() + self.settings.max_hold;
         let mut pause = Duration::from_millis(200);
@@ -211,14 +212,15 @@ impl Dispatcher {
         }
     }
 
-    /// The message's LaunchRequest; an error here means it can never launch.
-    fn request_for(&self, message: &Message) -> Result<LaunchRequest, Error> {
+    /// The message's LaunchRequest, and the variables the launcher sets for it; an error here
+    /// means it can never launch.
+    fn request_for(&self, message: &Message) -> Result<(LaunchRequest, BTreeMap<String, String>), Error> {
         let id = message.message_id().unwrap_or_default();
         let text = message.body().unwrap_or_default();
         match message::decode(text) {
             Body::Request(mut request) => {
                 request.idempotency_key.get_or_insert_with(|| id.to_string());
-                Ok(request)
+                Ok((request, BTreeMap::new()))
             }
             Body::Raw { text, fields } => {
                 let template =

@@ -4,6 +4,8 @@
 //! with the body in `MESSAGE_BODY`, the id in `MESSAGE_ID`, and the body's top-level JSON fields
 //! bound to the template's declared parameters of the same name.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::api::{LaunchRequest, ParamValue};
@@ -31,15 +33,16 @@ pub fn decode(text: &str) -> Body {
     Body::Raw { text: text.to_string(), fields }
 }
 
-/// The LaunchRequest for a raw body: `template` with the message in env, and fields bound to the
-/// parameters `declared` (a scalar as itself, anything else as its JSON text).
+/// The LaunchRequest for a raw body: `template` with fields bound to the parameters `declared` (a
+/// scalar as itself, anything else as its JSON text), and the variables the launcher sets for it
+/// (the body in `MESSAGE_BODY`, the id in `MESSAGE_ID`).
 pub fn raw_request(
     template: &str,
     message_id: &str,
     text: &str,
     fields: &serde_json::Map<String, Value>,
     declared: &[String],
-) -> LaunchRequest {
+) -> (LaunchRequest, BTreeMap<String, String>) {
     let params = fields
         .iter()
         .filter(|(k, _)| declared.contains(k))
@@ -53,15 +56,17 @@ pub fn raw_request(
             (k.clone(), value)
         })
         .collect();
-    LaunchRequest {
+    let request = LaunchRequest {
         template: Some(template.to_string()),
-        env: [(MESSAGE_BODY_ENV.to_string(), text.to_string()), (MESSAGE_ID_ENV.to_string(), message_id.to_string())]
-            .into_iter()
-            .collect(),
         params,
         idempotency_key: Some(message_id.to_string()),
         ..LaunchRequest::default()
-    }
+    };
+    let env = BTreeMap::from([
+        (MESSAGE_BODY_ENV.to_string(), text.to_string()),
+        (MESSAGE_ID_ENV.to_string(), message_id.to_string()),
+    ]);
+    (request, env)
 }
 
 #[cfg(test)]
@@ -84,11 +89,12 @@ mod tests {
         let Body::Raw { text: raw, fields } = decode(text) else { panic!("raw") };
         assert_eq!(raw, text);
         let declared = vec!["jobId".to_string(), "size".to_string(), "tags".to_string(), "absent".to_string()];
-        let r = raw_request("job-template", "m-1", &raw, &fields, &declared);
+        let (r, env) = raw_request("job-template", "m-1", &raw, &fields, &declared);
         assert_eq!(r.template.as_deref(), Some("job-template"));
         assert_eq!(r.idempotency_key.as_deref(), Some("m-1"));
-        assert_eq!(r.env.get(MESSAGE_BODY_ENV).map(String::as_str), Some(text));
-        assert_eq!(r.env.get(MESSAGE_ID_ENV).map(String::as_str), Some("m-1"));
+        assert!(r.env.is_empty(), "the caller's env stays empty: the launcher sets the message's variables");
+        assert_eq!(env.get(MESSAGE_BODY_ENV).map(String::as_str), Some(text));
+        assert_eq!(env.get(MESSAGE_ID_ENV).map(String::as_str), Some("m-1"));
         assert_eq!(r.params.get("jobId"), Some(&ParamValue::String("jobid-123".into())));
         assert_eq!(r.params.get("size"), Some(&ParamValue::Number(3.into())));
         assert_eq!(r.params.get("tags"), Some(&ParamValue::String("[\"a\"]".into())));

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::describe;
 use crate::{
     api::{JobState, LaunchRequest},
-    launch::{Launcher, Origin, Source},
+    launch::{Launcher, Origin, Source, sqs_caller},
     telemetry::{Metrics, OutcomeLabels},
 };
 
@@ -101,12 +101,12 @@ impl ScalePoller {
             return Ok(0);
         }
         tracing::info!(queue = %self.settings.queue_url, visible, waiting, launching = want, "scaling");
-        let request = LaunchRequest {
-            template: self.settings.template.clone(),
-            env: self.settings.job_env.clone(),
-            ..LaunchRequest::default()
+        let request = LaunchRequest { template: self.settings.template.clone(), ..LaunchRequest::default() };
+        let origin = Origin {
+            sqs_queue: Some(self.settings.queue_url.clone()),
+            launcher_env: self.settings.job_env.clone(),
+            ..Origin::new(Source::Sqs, sqs_caller(&self.settings.queue_url))
         };
-        let origin = Origin { sqs_queue: Some(self.settings.queue_url.clone()), ..Origin::new(Source::Sqs) };
         let mut launched = 0;
         for _ in 0..want {
             match self.launcher.launch(&request, &origin).await {

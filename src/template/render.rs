@@ -1,21 +1,43 @@
 //! Rendering: a template plus a request's parameters, env and labels give a Job manifest.
 //!
 //! Placeholders are replaced inside string values of the already-parsed manifest, so no value,
-//! whatever YAML or JSON it holds, can change the manifest's structure.
+//! whatever YAML or JSON it holds, can change the manifest's structure. Where Kubernetes itself
+//! expands `$(VAR)` (command, args, env values, subPathExpr), values are escaped so that the
+//! process sees exactly the bytes sent; the template's own text is left as its author wrote it.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Template, placeholder::substitute};
+use super::{
+    Template,
+    placeholder::{escape_expansion, substitute_manifest},
+};
 use crate::{api::ParamValue, keys};
 
 /// What a request contributes to the manifest.
 #[derive(Debug, Clone, Copy)]
 pub struct RenderInput<'a> {
     pub params: &'a BTreeMap<String, ParamValue>,
+    /// The caller's variables: only those the template's interface allows.
     pub env: &'a BTreeMap<String, String>,
+    /// Variables the launcher itself sets (a raw SQS body's `MESSAGE_BODY` and `MESSAGE_ID`, the
+    /// queue URL in scale mode): not the caller's to choose, so not checked against the interface.
+    pub launcher_env: &'a BTreeMap<String, String>,
     pub labels: &'a BTreeMap<String, String>,
+}
+
+/// Longest part of a rejected value quoted back in an error: values reach logs and answers.
+pub const QUOTED_VALUE_CHARS: usize = 64;
+
+/// `value`'s first [`QUOTED_VALUE_CHARS`] characters, with a note of what was left out.
+pub fn quote_prefix(value: &str) -> String {
+    let mut chars = value.chars();
+    let head: String = chars.by_ref().take(QUOTED_VALUE_CHARS).collect();
+    match chars.count() {
+        0 => format!("{head:?}"),
+        rest => format!("{head:?} (and {rest} more characters)"),
+    }
 }
 
 /// Why a request cannot be rendered: always the caller's to fix (HTTP 400).
@@ -25,12 +47,12 @@ pub enum RenderError {
     UnknownParameter { template: String, name: String, declared: String },
     #[error("params.{0}: required, and the request gives no value")]
     MissingParameter(String),
-    #[error("params.{name}: {value:?} does not match the pattern {pattern:?}")]
+    #[error("params.{name}: {} does not match the pattern {pattern:?}", quote_prefix(value))]
     PatternMismatch { name: String, value: String, pattern: String },
-    #[error("env.{0}: not a valid environment variable name (a letter or _, then letters, digits or _)")]
+    #[error("env.{}: not a valid environment variable name (a letter or _, then letters, digits or _)", quote_prefix(.0))]
     InvalidEnvName(String),
-    #[error("env.{name}: not allowed by the template (allowed names match {pattern:?})")]
-    EnvNotAllowed { name: String, pattern: String },
+    #[error("env.{name}: the template does not let callers set this variable; it allows {allowed}")]
+    EnvNotAllowed { name: String, allowed: String },
     #[error("labels.{key}: {problem}")]
     InvalidLabel { key: String, problem: String },
 }
@@ -44,8 +66,11 @@ impl Template {
             check_label(key, value)?;
         }
         let mut manifest = self.manifest.clone();
-        substitute(&mut manifest, &values);
-        set_env(&mut manifest, &self.env_targets(), input.env);
+        let escaped = values.iter().map(|(k, v)| (k.clone(), escape_expansion(v))).collect();
+        substitute_manifest(&mut manifest, &values, &escaped);
+        let targets = self.env_targets();
+        set_env(&mut manifest, &targets, input.launcher_env);
+        set_env(&mut manifest, &targets, input.env);
         for path in ["/metadata", "/spec/template/metadata"] {
             set_labels(&mut manifest, path, input.labels);
         }
@@ -94,19 +119,19 @@ fn check_env(template: &Template, env: &BTreeMap<String, String>) -> Result<(), 
         if !is_env_name(name) {
             return Err(RenderError::InvalidEnvName(name.clone()));
         }
-        if let Some(allowed) = &template.allowed_env
-            && !allowed.is_match(name)
-        {
-            let pattern = allowed.as_str();
-            // Show the author's pattern, not the anchoring wrapper around it.
-            let pattern = pattern.strip_prefix("^(?:").and_then(|p| p.strip_suffix(")$")).unwrap_or(pattern);
-            return Err(RenderError::EnvNotAllowed { name: name.clone(), pattern: pattern.to_string() });
+        let allowed = match &template.allowed_env {
+            Some(allowed) => allowed.is_match(name),
+            None => template.settable_env.contains(name),
+        };
+        if !allowed {
+            return Err(RenderError::EnvNotAllowed { name: name.clone(), allowed: template.env_interface() });
         }
     }
     Ok(())
 }
 
-/// Sets `env` on the named containers, replacing a variable of the same name (value or valueFrom).
+/// Sets `env` on the named containers, replacing a variable of the same name (value or
+/// valueFrom). Values are escaped: Kubernetes expands `env[].value`.
 pub(crate) fn set_env(manifest: &mut Value, containers: &[String], env: &BTreeMap<String, String>) {
     if env.is_empty() {
         return;
@@ -123,7 +148,7 @@ pub(crate) fn set_env(manifest: &mut Value, containers: &[String], env: &BTreeMa
         }
         let Some(vars) = vars.as_array_mut() else { continue };
         for (name, value) in env {
-            let entry = serde_json::json!({ "name": name, "value": value });
+            let entry = serde_json::json!({ "name": name, "value": escape_expansion(value) });
             match vars.iter_mut().find(|v| v.get("name").and_then(Value::as_str) == Some(name)) {
                 Some(existing) => *existing = entry,
                 None => vars.push(entry),
@@ -159,14 +184,19 @@ pub(crate) fn ensure_object<'a>(value: &'a mut Value, path: &str) -> Option<&'a 
     current.as_object_mut()
 }
 
-/// Label keys a caller may not set: this project's own, and those Kubernetes and its controllers
-/// own (`app.kubernetes.io/` is the users' own, but for `managed-by`).
+/// Label keys a caller may not set: this project's own, those Kubernetes and its controllers own,
+/// and those the launcher's own Service selects on (`app.kubernetes.io/` is the users' own, but
+/// for `managed-by`, `name` and `instance`).
 pub fn is_reserved_label(key: &str) -> bool {
     let prefix = key.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
     let kubernetes_owned =
         ["kubernetes.io", "k8s.io"].iter().any(|domain| prefix == *domain || prefix.ends_with(&format!(".{domain}")));
     key.starts_with(keys::PREFIX)
         || key == keys::MANAGED_BY
+        // The chart's Service and PodDisruptionBudget select on these: a caller's pods must never
+        // join the launcher's Service and receive its clients' requests and tokens.
+        || key == "app.kubernetes.io/name"
+        || key == "app.kubernetes.io/instance"
         || matches!(key, "job-name" | "controller-uid")
         || (kubernetes_owned && prefix != "app.kubernetes.io")
 }
@@ -269,7 +299,7 @@ spec:
         env: &BTreeMap<String, String>,
         labels: &BTreeMap<String, String>,
     ) -> Result<Value, RenderError> {
-        template().render(RenderInput { params: p, env, labels })
+        template().render(RenderInput { params: p, env, launcher_env: &BTreeMap::new(), labels })
     }
 
     fn command(manifest: &Value) -> &str {
@@ -295,7 +325,7 @@ spec:
         let nasty = "x\"}, {\"name\": \"evil\"}]\n---\nkind: Pod\n  - $(params.count) 'q' \\n";
         let out = render(&params(&[("target", ParamValue::String(nasty.into()))]), &strings(&[]), &strings(&[]))
             .expect("render");
-        assert_eq!(command(&out), format!("echo hello {nasty}, 1 times"));
+        assert_eq!(command(&out), format!("echo hello {}, 1 times", nasty.replace('$', "$$")), "escaped, verbatim");
         let containers = out.pointer("/spec/template/spec/containers").and_then(Value::as_array).expect("containers");
         assert_eq!(containers.len(), 2, "no container was added");
         assert_eq!(out.get("kind"), Some(&Value::from("Job")));
@@ -335,7 +365,11 @@ spec:
         let names: Vec<&str> = env.iter().filter_map(|e| e.get("name").and_then(Value::as_str)).collect();
         assert_eq!(names, vec!["APP_MODE", "APP_SECRET", "MESSAGE_BODY"]);
         assert_eq!(env[0], serde_json::json!({"name": "APP_MODE", "value": "request"}));
-        assert_eq!(env[1], serde_json::json!({"name": "APP_SECRET", "value": "plain"}), "valueFrom is replaced");
+        assert_eq!(
+            env[1],
+            serde_json::json!({"name": "APP_SECRET", "value": "plain"}),
+            "valueFrom is replaced where allowed-env names it"
+        );
         assert!(out.pointer("/spec/template/spec/containers/1/env").is_none(), "the sidecar gets nothing");
     }
 
@@ -346,10 +380,71 @@ spec:
             render(&p, &strings(&[("1BAD", "x")]), &strings(&[])).unwrap_err(),
             RenderError::InvalidEnvName("1BAD".into())
         );
+        let refused = render(&p, &strings(&[("PATH", "/evil")]), &strings(&[])).unwrap_err();
+        assert!(matches!(&refused, RenderError::EnvNotAllowed { name, .. } if name == "PATH"), "{refused}");
+        assert!(refused.to_string().contains("names matching \"(APP|MESSAGE)_[A-Z_]+\""), "{refused}");
+    }
+
+    const WITHOUT_ALLOWED_ENV: &str = r#"apiVersion: batch/v1
+kind: Job
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+        env:
+        - name: MODE
+          value: fast
+        - name: TOKEN
+          valueFrom:
+            secretKeyRef: {name: s, key: k}
+"#;
+
+    #[test]
+    fn without_allowed_env_only_variables_declared_with_a_value_may_be_set() {
+        let t =
+            Template::parse("t", TemplateSource { config_map: "cm".into(), key: "t.yaml".into() }, WITHOUT_ALLOWED_ENV)
+                .expect("valid");
+        let (no_params, none) = (BTreeMap::new(), BTreeMap::new());
+        let render = |env: &[(&str, &str)]| {
+            t.render(RenderInput { params: &no_params, env: &strings(env), launcher_env: &none, labels: &none })
+        };
+        assert!(render(&[("MODE", "slow")]).is_ok(), "a declared value is the template's interface");
+        for name in ["LD_PRELOAD", "BASH_ENV", "TOKEN"] {
+            let refused = render(&[(name, "x")]).unwrap_err();
+            assert!(matches!(&refused, RenderError::EnvNotAllowed { name: n, .. } if n == name), "{refused}");
+            assert!(refused.to_string().contains("declares with a value: MODE"), "{refused}");
+        }
+        // The launcher's own variables are not the caller's: they are always set.
+        let launcher_env = strings(&[("MESSAGE_BODY", "{\"a\": \"$(TOKEN)\"}")]);
+        let out = t
+            .render(RenderInput { params: &no_params, env: &none, launcher_env: &launcher_env, labels: &none })
+            .expect("render");
+        let env = out.pointer("/spec/template/spec/containers/0/env/2").expect("MESSAGE_BODY");
+        assert_eq!(env, &serde_json::json!({"name": "MESSAGE_BODY", "value": "{\"a\": \"$$(TOKEN)\"}"}), "escaped");
+    }
+
+    #[test]
+    fn values_are_escaped_where_kubernetes_expands_and_only_there() {
+        let p = params(&[("target", ParamValue::String("$(APP_SECRET) $$".into()))]);
+        let out = render(&p, &strings(&[("APP_MODE", "$(HOME)")]), &strings(&[])).expect("render");
+        assert_eq!(command(&out), "echo hello $$(APP_SECRET) $$$$, 1 times", "the template's own text is kept");
         assert_eq!(
-            render(&p, &strings(&[("PATH", "/evil")]), &strings(&[])).unwrap_err(),
-            RenderError::EnvNotAllowed { name: "PATH".into(), pattern: "(APP|MESSAGE)_[A-Z_]+".into() }
+            out.pointer("/spec/template/spec/containers/0/env/0/value"),
+            Some(&Value::from("$$(HOME)")),
+            "env values are escaped too"
         );
+    }
+
+    #[test]
+    fn a_rejected_value_is_quoted_only_in_part() {
+        let long = "x".repeat(1000);
+        let p = params(&[("target", ParamValue::String("w".into())), ("count", ParamValue::String(long))]);
+        let message = render(&p, &strings(&[]), &strings(&[])).unwrap_err().to_string();
+        assert!(message.contains(&format!("{:?} (and 936 more characters)", "x".repeat(64))), "{message}");
+        assert!(message.len() < 300, "{message}");
     }
 
     #[test]
@@ -382,16 +477,16 @@ spec:
         assert!(check_label("ok", "has space").is_err());
         assert!(check_label("ok", &"v".repeat(64)).is_err());
         assert!(check_label("example.com/ok", "").is_ok());
-        assert!(
-            check_label("app.kubernetes.io/name", "x").is_ok(),
-            "only managed-by is reserved among app.kubernetes.io"
-        );
+        for selected in ["app.kubernetes.io/name", "app.kubernetes.io/instance"] {
+            assert!(check_label(selected, "x").is_err(), "the launcher's Service selects on {selected}");
+        }
+        assert!(check_label("app.kubernetes.io/component", "x").is_ok(), "the rest of app.kubernetes.io is the users'");
     }
 
     #[test]
     fn a_value_holding_a_placeholder_is_not_expanded_again() {
         let p = params(&[("target", ParamValue::String("$(params.greeting)".into()))]);
         let out = render(&p, &strings(&[]), &strings(&[])).expect("render");
-        assert_eq!(command(&out), "echo hello $(params.greeting), 1 times");
+        assert_eq!(command(&out), "echo hello $$(params.greeting), 1 times", "escaped for Kubernetes, not substituted");
     }
 }

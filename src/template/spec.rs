@@ -38,8 +38,13 @@ pub struct Template {
     /// Containers that receive a request's env; empty means the first container.
     pub(crate) env_containers: Vec<String>,
     pub(crate) allowed_env: Option<Regex>,
+    /// Without `allowed-env`: the variables a caller may set, those the target containers declare
+    /// with a literal `value` (and none with `valueFrom`).
+    pub(crate) settable_env: BTreeSet<String>,
     /// The per-template admission cap, `job-launcher.dev/max-active`.
     pub max_active: Option<u32>,
+    /// Risks in an otherwise valid template, shown in its status.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -167,8 +172,19 @@ impl Template {
             .transpose()?;
 
         strip_launcher_fields(&mut manifest);
-        let template =
-            Self { name: name.to_string(), source, manifest, parameters, env_containers, allowed_env, max_active };
+        let warnings = script_warnings(&manifest, &parameters);
+        let mut template = Self {
+            name: name.to_string(),
+            source,
+            manifest,
+            parameters,
+            env_containers,
+            allowed_env,
+            settable_env: BTreeSet::new(),
+            max_active,
+            warnings,
+        };
+        template.settable_env = template.declared_env_values();
         template.check_renders()?;
         Ok(template)
     }
@@ -199,10 +215,91 @@ impl Template {
         }
     }
 
+    /// Variables the target containers declare with a literal `value`, less any that one of them
+    /// sets with `valueFrom` (a secret must not be replaced by a caller's value).
+    fn declared_env_values(&self) -> BTreeSet<String> {
+        let targets = self.env_targets();
+        let containers = self.manifest.pointer("/spec/template/spec/containers").and_then(Value::as_array);
+        let vars = containers
+            .into_iter()
+            .flatten()
+            .filter(|c| c.get("name").and_then(Value::as_str).is_some_and(|n| targets.iter().any(|t| t == n)))
+            .filter_map(|c| c.get("env").and_then(Value::as_array))
+            .flatten();
+        let (mut literal, mut from) = (BTreeSet::new(), BTreeSet::new());
+        for var in vars {
+            let Some(name) = var.get("name").and_then(Value::as_str) else { continue };
+            if var.get("valueFrom").is_some() {
+                from.insert(name.to_string());
+            } else {
+                literal.insert(name.to_string());
+            }
+        }
+        literal.difference(&from).cloned().collect()
+    }
+
+    /// The author's `allowed-env` pattern, without the anchoring wrapper around it.
+    pub fn allowed_env_pattern(&self) -> Option<String> {
+        let pattern = self.allowed_env.as_ref()?.as_str();
+        Some(pattern.strip_prefix("^(?:").and_then(|p| p.strip_suffix(")$")).unwrap_or(pattern).to_string())
+    }
+
+    /// What a caller may put in `env`, in words, for errors.
+    pub fn env_interface(&self) -> String {
+        match self.allowed_env_pattern() {
+            Some(pattern) => format!("names matching {pattern:?} (its {} annotation)", keys::ALLOWED_ENV),
+            None if self.settable_env.is_empty() => format!(
+                "none: its container declares no variable with a value, and it has no {} annotation",
+                keys::ALLOWED_ENV
+            ),
+            None => format!(
+                "only the variables its container declares with a value: {}",
+                self.settable_env.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
     /// The template's own `ttlSecondsAfterFinished`, if it sets one.
     pub fn ttl_seconds(&self) -> Option<i64> {
         self.manifest.pointer("/spec/ttlSecondsAfterFinished").and_then(Value::as_i64)
     }
+}
+
+/// A shell's "run this string" flag: `-c`, or a cluster of flags holding `c` (`-ec`, `-xc`).
+fn is_script_flag(arg: &str) -> bool {
+    arg.strip_prefix('-')
+        .is_some_and(|f| !f.is_empty() && f.contains('c') && f.chars().all(|c| c.is_ascii_alphabetic()))
+}
+
+/// Warnings for parameters without a pattern used inside a shell script (`sh -c "... $(params.x)"`):
+/// there a value is code, whatever escaping does.
+fn script_warnings(manifest: &Value, parameters: &[Parameter]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for list in ["containers", "initContainers"] {
+        let pointer = format!("/spec/template/spec/{list}");
+        for container in manifest.pointer(&pointer).and_then(Value::as_array).into_iter().flatten() {
+            let name = container.get("name").and_then(Value::as_str).unwrap_or_default();
+            let words: Vec<&str> = ["command", "args"]
+                .iter()
+                .filter_map(|k| container.get(*k).and_then(Value::as_array))
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let Some(flag) = words.iter().position(|w| is_script_flag(w)) else { continue };
+            for word in &words[flag + 1..] {
+                for used in placeholders(word) {
+                    let unchecked = parameters.iter().any(|p| p.name == used && p.pattern.is_none());
+                    let warning = format!(
+                        "parameter {used} has no pattern and is used inside a shell script (container {name}): its value runs as code there; pass it through env and quote it (\"$NAME\"), or give it a pattern"
+                    );
+                    if unchecked && !warnings.contains(&warning) {
+                        warnings.push(warning);
+                    }
+                }
+            }
+        }
+    }
+    warnings
 }
 
 fn check_kind(manifest: &Value) -> Result<(), TemplateError> {

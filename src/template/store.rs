@@ -367,7 +367,10 @@ fn status_of(name: String, e: &Entry) -> TemplateView {
             })
             .unwrap_or_default(),
         env_containers: serving.map(Template::env_targets).unwrap_or_default(),
+        allowed_env: serving.and_then(Template::allowed_env_pattern),
+        settable_env: serving.map(|t| t.settable_env.iter().cloned().collect()).unwrap_or_default(),
         max_active: serving.and_then(|t| t.max_active),
+        warnings: serving.map(|t| t.warnings.clone()).unwrap_or_default(),
         source: e.source.clone(),
     }
 }

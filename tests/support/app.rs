@@ -116,6 +116,7 @@ metadata:
         pattern: '[0-9]{1,3}'
       - name: duration
         default: 300ms
+    job-launcher.dev/allowed-env: 'MESSAGE_[A-Z_]+'
 spec:
   backoffLimit: 0
   template:

@@ -1,6 +1,7 @@
 //! Shared set-up for the integration tests, by concern: the local control plane ([`cluster`]),
 //! the launcher in-process ([`app`]) or as a process ([`process`]), SQS ([`sqs`]), a watch that
-//! records admissions ([`observer`]) and a proxy that cuts connections ([`proxy`]).
+//! records admissions ([`observer`]), a proxy that cuts connections ([`proxy`]), and Kubernetes'
+//! own `$(VAR)` expansion ([`expansion`]).
 //!
 //! These tests need the real cluster. When it is not there they fail with a message that says how
 //! to start it; they never skip.
@@ -10,6 +11,7 @@
 
 pub mod app;
 pub mod cluster;
+pub mod expansion;
 pub mod observer;
 pub mod process;
 pub mod proxy;
