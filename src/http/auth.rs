@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     error::AppError,
-    kube_auth::{KubernetesAuth, Verdict},
+    kube_auth::{Action, KubernetesAuth, Verdict},
 };
 use crate::launch::ANONYMOUS;
 
@@ -166,41 +166,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(parts.extensions.get::<Caller>().cloned().unwrap_or_else(|| Caller(ANONYMOUS.to_string())))
-    }
-}
-
-/// What a request does, for Kubernetes auth's per-action check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Launch: `POST /v1/jobs`, `GET /launchjob`.
-    Create,
-    /// Read one thing: a Job, its log, a template, a render.
-    Get,
-    /// Read many: lists, the queue, the event streams.
-    List,
-    /// Cancel.
-    Delete,
-}
-
-impl Action {
-    pub fn verb(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Get => "get",
-            Self::List => "list",
-            Self::Delete => "delete",
-        }
-    }
-
-    /// The action of a route (its matched path) and method.
-    pub fn of(method: &axum::http::Method, route: &str) -> Self {
-        use axum::http::Method;
-        match (method, route) {
-            (&Method::DELETE, _) => Self::Delete,
-            (&Method::POST, "/v1/jobs") | (_, "/launchjob") => Self::Create,
-            (_, "/v1/jobs" | "/v1/templates" | "/v1/queue" | "/v1/events" | "/v1/jobs/{name}/events") => Self::List,
-            _ => Self::Get,
-        }
     }
 }
 
