@@ -3,12 +3,22 @@
 //! fewer than the cap are active, globally and per template. It reacts to JobIndex events (a Job
 //! finishes: the next one starts at once) and resyncs periodically as a safety net.
 //!
+//! The cap that applies to a Job never depends on what the template store happens to hold: a
+//! template's cap is recorded on each Job at launch, and while a template is not loaded (not yet
+//! listed, unreadable, its key or ConfigMap deleted) the cap recorded on its newest Job applies.
+//! Admission starts once the templates have loaded, or once they have failed to load for
+//! `--watch-failure-bound` (then the recorded caps apply).
+//!
+//! Leadership is checked by the clock before every unsuspend ([`Leadership::valid_until`]), and
+//! each unsuspend is bounded ([`Leadership::write_bound`]) so that it cannot land after the Lease
+//! could have passed to another replica.
+//!
 //! No state lives here that is not in the Jobs themselves, but for the admissions this leader
 //! has just made and not yet seen back through the watch; a new leader resumes from the index.
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     time::Duration,
 };
 
@@ -24,6 +34,7 @@ use crate::{
     api::{QueueView, TemplateQueue},
     jobs::{JobIndex, JobRecord, index::IndexState},
     keys,
+    leader::Leadership,
     telemetry::{Metrics, TemplateLabels},
     template::TemplateStore,
 };
@@ -55,12 +66,13 @@ pub enum Slot {
     Neither,
 }
 
-/// Where a Job stands for admission.
+/// Where a Job stands for admission. A running Job being deleted (cancelled) keeps its slot until
+/// it is gone: the launcher deletes in the foreground, so the Job goes only after its pods.
 pub fn slot_of(job: &JobRecord) -> Slot {
-    if job.deleting || job.finished.is_some() {
+    if job.finished.is_some() {
         Slot::Neither
     } else if job.suspended {
-        if job.queued_label { Slot::Queued } else { Slot::Neither }
+        if job.queued_label && !job.deleting { Slot::Queued } else { Slot::Neither }
     } else {
         Slot::Active
     }
@@ -133,16 +145,50 @@ pub fn counts(state: &IndexState) -> (u64, u64) {
     })
 }
 
-/// Every template's own cap.
-pub fn template_caps(templates: &TemplateStore) -> HashMap<String, u32> {
-    templates.statuses().into_iter().filter_map(|t| Some((t.name, t.max_active?))).collect()
+/// The cap each template had at its newest Job's launch, as recorded on that Job (None: it had
+/// none). Reads every Job, finished ones included: the newest may have finished.
+pub fn recorded_caps(state: &IndexState) -> HashMap<String, Option<u32>> {
+    let mut newest: HashMap<&str, (Option<Timestamp>, &str, Option<u32>)> = HashMap::new();
+    for job in state.jobs.values() {
+        let key = (job.created_at, job.name.as_str(), job.recorded_cap);
+        let entry = newest.entry(job.template.as_str()).or_insert(key);
+        if (key.0, key.1) > (entry.0, entry.1) {
+            *entry = key;
+        }
+    }
+    newest.into_iter().map(|(template, (_, _, cap))| (template.to_string(), cap)).collect()
+}
+
+/// Each template's cap: the store's while it serves the template, else the one recorded on the
+/// template's newest Job. `served` holds every template the store serves, with its cap.
+pub fn effective_caps(
+    served: &HashMap<String, Option<u32>>,
+    recorded: &HashMap<String, Option<u32>>,
+) -> HashMap<String, u32> {
+    let mut caps: HashMap<String, u32> = recorded
+        .iter()
+        .filter(|(template, _)| !served.contains_key(*template))
+        .filter_map(|(template, cap)| Some((template.clone(), (*cap)?)))
+        .collect();
+    caps.extend(served.iter().filter_map(|(template, cap)| Some((template.clone(), (*cap)?))));
+    caps
+}
+
+/// The templates the store serves, with their own caps.
+pub fn served_caps(templates: &TemplateStore) -> HashMap<String, Option<u32>> {
+    templates.statuses().into_iter().filter(|t| t.serving).map(|t| (t.name, t.max_active)).collect()
+}
+
+/// Every template's cap as admission applies it now (for `GET /v1/queue` too).
+pub fn template_caps(templates: &TemplateStore, jobs: &JobIndex) -> HashMap<String, u32> {
+    effective_caps(&served_caps(templates), &jobs.read(recorded_caps))
 }
 
 pub fn queue_status(
     candidates: &[Candidate],
     caps: Caps,
     template_caps: &HashMap<String, u32>,
-    leader: bool,
+    leadership: &Leadership,
 ) -> QueueView {
     let mut by_template: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for c in candidates {
@@ -161,7 +207,8 @@ pub fn queue_status(
         active: by_template.values().map(|v| v.1).sum(),
         max_active: caps.max_active,
         max_queued: caps.max_queued,
-        leader,
+        leader: leadership.is_leading(),
+        replica: leadership.identity().to_string(),
         templates: by_template
             .into_iter()
             .filter(|(name, (q, a))| *q + *a > 0 || template_caps.contains_key(*name))
@@ -178,39 +225,122 @@ pub fn queue_status(
 /// How long admission waits after an index event for more to arrive before it acts.
 const COALESCE: Duration = Duration::from_millis(20);
 
+/// How long an unsuspend this leader sent counts as active without the index showing it: long
+/// enough for the watch to deliver it, short enough that a call that never landed frees its slot.
+const IN_FLIGHT_TTL: Duration = Duration::from_secs(30);
+
+/// What became of one unsuspend call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsuspended {
+    Done,
+    /// The Job is gone (cancelled, TTL).
+    Gone,
+    /// Refused: it did not land.
+    Failed(String),
+    /// No answer within the bound: it may still land.
+    Unknown,
+}
+
+/// The one write admission makes: unsuspend a queued Job, within `bound`.
+pub trait Unsuspend: Send + Sync {
+    fn unsuspend(&self, job: &str, admitted_by: &str, bound: Duration) -> impl Future<Output = Unsuspended> + Send;
+}
+
+/// Unsuspends through the Kubernetes API: the queued label goes, the admitting replica and time
+/// are recorded, `spec.suspend` turns false, in one merge patch.
+pub struct KubeUnsuspend {
+    api: Api<Job>,
+}
+
+impl KubeUnsuspend {
+    pub fn new(client: Client, namespace: &str) -> Self {
+        Self { api: Api::namespaced(client, namespace) }
+    }
+}
+
+impl Unsuspend for KubeUnsuspend {
+    async fn unsuspend(&self, job: &str, admitted_by: &str, bound: Duration) -> Unsuspended {
+        let patch = serde_json::json!({
+            "metadata": {
+                "labels": { keys::QUEUED: null },
+                "annotations": { keys::ADMITTED_BY: admitted_by, keys::ADMITTED_AT: Timestamp::now().to_string() },
+            },
+            "spec": { "suspend": false }
+        });
+        match tokio::time::timeout(bound, self.api.patch(job, &PatchParams::default(), &Patch::Merge(&patch))).await {
+            Ok(Ok(_)) => Unsuspended::Done,
+            Ok(Err(kube::Error::Api(s))) if s.is_not_found() => Unsuspended::Gone,
+            Ok(Err(error)) => Unsuspended::Failed(error.to_string()),
+            Err(_) => Unsuspended::Unknown,
+        }
+    }
+}
+
+/// Unsuspends this leader has sent and the index does not show yet: they hold a slot.
+#[derive(Debug, Default)]
+pub struct InFlight(HashMap<String, tokio::time::Instant>);
+
+impl InFlight {
+    /// Forgets admissions the index now shows (no longer queued), and those too old to be in
+    /// flight still.
+    fn settle(&mut self, candidates: &[Candidate]) {
+        self.0.retain(|name, sent| {
+            sent.elapsed() < IN_FLIGHT_TTL && candidates.iter().any(|c| &c.name == name && c.state == Slot::Queued)
+        });
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// The admission loop: runs on every replica, acts only while this one leads.
-pub struct Admission {
-    client: Client,
-    namespace: String,
+pub struct Admission<U = KubeUnsuspend> {
+    unsuspend: U,
     jobs: JobIndex,
     templates: TemplateStore,
     caps: Caps,
-    leader: watch::Receiver<bool>,
+    leadership: Leadership,
     metrics: Metrics,
     resync: Duration,
+    /// How long admission waits for the templates before the caps recorded on Jobs apply.
+    templates_bound: Duration,
 }
 
-impl Admission {
+impl<U: Unsuspend> Admission<U> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        client: Client,
+        unsuspend: U,
         jobs: JobIndex,
         templates: TemplateStore,
         caps: Caps,
-        leader: watch::Receiver<bool>,
+        leadership: Leadership,
         metrics: Metrics,
         resync: Duration,
+        templates_bound: Duration,
     ) -> Self {
-        let namespace = jobs.namespace().to_string();
-        Self { client, namespace, jobs, templates, caps, leader, metrics, resync }
+        Self { unsuspend, jobs, templates, caps, leadership, metrics, resync, templates_bound }
     }
 
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut changes = self.jobs.subscribe();
         let mut template_changes = self.templates.subscribe();
-        let mut leader = self.leader.clone();
-        // Admitted by this leader, not yet seen unsuspended in the index: they hold a slot.
-        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut leader = self.leadership.subscribe();
+        let mut in_flight = InFlight::default();
         let mut resync = tokio::time::interval(self.resync);
+        let started = tokio::time::Instant::now();
         loop {
             let index_changed = tokio::select! {
                 r = changes.changed() => if r.is_err() { break } else { true },
@@ -225,20 +355,22 @@ impl Admission {
                 tokio::time::sleep(COALESCE).await;
                 changes.mark_unchanged();
             }
-            if !*self.leader.borrow() || !self.jobs.is_synced() {
+            let templates_settled = self.templates.is_synced() || started.elapsed() >= self.templates_bound;
+            if !self.leadership.is_leading() || !self.jobs.is_synced() || !templates_settled {
                 in_flight.clear();
                 continue;
             }
-            self.admit(&mut in_flight).await;
+            self.admit_once(&mut in_flight).await;
         }
     }
 
-    /// Admits what the caps allow now, checking leadership before every write.
-    async fn admit(&self, in_flight: &mut HashSet<String>) {
-        let caps = template_caps(&self.templates);
+    /// One pass: admits what the caps allow now, checking leadership before every write. Returns
+    /// the Jobs it unsuspended.
+    pub async fn admit_once(&self, in_flight: &mut InFlight) -> Vec<String> {
+        let caps = template_caps(&self.templates, &self.jobs);
         let mut all = self.jobs.read(candidates);
         // An in-flight admission counts as active until the index shows it, then leaves the set.
-        in_flight.retain(|name| all.iter().any(|c| &c.name == name && c.state == Slot::Queued));
+        in_flight.settle(&all);
         for c in all.iter_mut().filter(|c| in_flight.contains(&c.name)) {
             c.state = Slot::Active;
         }
@@ -247,38 +379,170 @@ impl Admission {
             .filter_map(|name| all.iter().find(|c| c.name == name))
             .map(|c| (c.name.clone(), c.template.clone(), c.queued_at))
             .collect();
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
-        let patch = serde_json::json!({
-            "metadata": { "labels": { keys::QUEUED: null } },
-            "spec": { "suspend": false }
-        });
+        let mut admitted = Vec::new();
         for (name, template, queued_at) in chosen {
-            if !*self.leader.borrow() {
-                tracing::info!("lost the lease; admission stops");
-                return;
+            // The Lease may have passed by the clock since the last look: a write now could land
+            // beside another leader's.
+            if self.leadership.valid_until().is_none() {
+                tracing::info!("leadership expired; admission stops");
+                break;
             }
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => {
-                    in_flight.insert(name.clone());
+            let bound = self.leadership.write_bound();
+            match self.unsuspend.unsuspend(&name, self.leadership.identity(), bound).await {
+                Unsuspended::Done => {
+                    in_flight.0.insert(name.clone(), tokio::time::Instant::now());
                     let waited =
                         queued_at.map(|t| Timestamp::now().duration_since(t).as_secs_f64().max(0.0)).unwrap_or(0.0);
                     self.metrics.admissions.get_or_create(&TemplateLabels { template }).inc();
                     self.metrics.admission_wait.observe(waited);
                     tracing::info!(job = %name, waited_s = waited, "admitted");
+                    admitted.push(name);
                 }
-                Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(error) => {
+                Unsuspended::Gone => {}
+                Unsuspended::Unknown => {
+                    // It may still land: its slot stays taken until the index says or the entry
+                    // ages out.
+                    in_flight.0.insert(name.clone(), tokio::time::Instant::now());
+                    tracing::warn!(job = %name, ?bound, "no answer to an admission in time; retrying on the next change or resync");
+                    break;
+                }
+                Unsuspended::Failed(error) => {
                     tracing::warn!(job = %name, %error, "cannot admit; retrying on the next change or resync");
-                    return;
+                    break;
                 }
             }
         }
+        admitted
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::jobs::state::tests::record;
+
+    /// Unsuspends in memory: records the calls, answers as told, and changes nothing in the index
+    /// (as a watch that has not delivered yet).
+    #[derive(Default)]
+    struct Recorded {
+        calls: Mutex<Vec<String>>,
+        answer: Mutex<Option<Unsuspended>>,
+    }
+
+    impl Unsuspend for Recorded {
+        async fn unsuspend(&self, job: &str, _: &str, _: Duration) -> Unsuspended {
+            self.calls.lock().expect("lock").push(job.to_string());
+            self.answer.lock().expect("lock").clone().unwrap_or(Unsuspended::Done)
+        }
+    }
+
+    fn queued(name: &str, template: &str, created: i64, cap: Option<u32>) -> JobRecord {
+        let mut r = record(name);
+        r.template = template.into();
+        r.suspended = true;
+        r.queued_label = true;
+        r.created_at = Timestamp::from_second(created).ok();
+        r.queued_at = r.created_at;
+        r.recorded_cap = cap;
+        r
+    }
+
+    fn admission(jobs: &JobIndex, store: TemplateStore, caps: Caps, leading: bool) -> Admission<Recorded> {
+        let leadership = if leading {
+            Leadership::leading_for(Duration::from_secs(3600), Duration::from_secs(5))
+        } else {
+            Leadership::never()
+        };
+        Admission::new(
+            Recorded::default(),
+            jobs.clone(),
+            store,
+            caps,
+            leadership,
+            Metrics::new(),
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+        )
+    }
+
+    fn empty_store() -> TemplateStore {
+        TemplateStore::new("ns", vec!["job-template-cm".into()], Metrics::new())
+    }
+
+    const CAPPED: &str = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  annotations:\n    job-launcher.dev/max-active: \"3\"\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n";
+
+    #[tokio::test]
+    async fn a_template_the_store_does_not_hold_keeps_the_cap_recorded_on_its_newest_job() {
+        let jobs = JobIndex::new("ns");
+        for i in 0..10 {
+            // The older Jobs recorded another cap: the newest one's applies.
+            jobs.put(queued(&format!("q{i}"), "t", 100 + i, Some(if i == 9 { 2 } else { 7 })));
+        }
+        let admission = admission(&jobs, empty_store(), Caps::default(), true);
+        let admitted = admission.admit_once(&mut InFlight::default()).await;
+        assert_eq!(admitted, vec!["q0", "q1"], "the newest Job's recorded cap of 2, not 'uncapped'");
+    }
+
+    #[tokio::test]
+    async fn a_loaded_template_s_own_cap_wins_over_the_recorded_one() {
+        let jobs = JobIndex::new("ns");
+        for i in 0..10 {
+            jobs.put(queued(&format!("q{i}"), "t", 100 + i, Some(1)));
+        }
+        let store = empty_store();
+        store.apply_config_map("job-template-cm", &BTreeMap::from([("t.yaml".to_string(), CAPPED.to_string())]));
+        let admitted = admission(&jobs, store, Caps::default(), true).admit_once(&mut InFlight::default()).await;
+        assert_eq!(admitted.len(), 3, "the template's current cap of 3");
+    }
+
+    #[tokio::test]
+    async fn an_admission_the_index_does_not_show_yet_holds_its_slot() {
+        let jobs = JobIndex::new("ns");
+        for i in 0..5 {
+            jobs.put(queued(&format!("q{i}"), "t", 100 + i, None));
+        }
+        let admission = admission(&jobs, empty_store(), Caps { max_active: Some(2), max_queued: None }, true);
+        let mut in_flight = InFlight::default();
+        assert_eq!(admission.admit_once(&mut in_flight).await, vec!["q0", "q1"]);
+        assert!(admission.admit_once(&mut in_flight).await.is_empty(), "q0 and q1 are in flight: the cap is full");
+        // The watch shows q0 running: still two active, nothing more.
+        let mut running = queued("q0", "t", 100, None);
+        running.suspended = false;
+        running.queued_label = false;
+        jobs.put(running.clone());
+        assert!(admission.admit_once(&mut in_flight).await.is_empty());
+        assert_eq!(in_flight.len(), 1, "q0 left the in-flight set once the index showed it");
+        // q0 finishes: one slot.
+        running.finished =
+            Some(crate::jobs::state::Finished { succeeded: true, at: None, reason: None, message: None });
+        jobs.put(running);
+        assert_eq!(admission.admit_once(&mut in_flight).await, vec!["q2"]);
+    }
+
+    #[tokio::test]
+    async fn an_unsuspend_without_an_answer_holds_its_slot_and_stops_the_pass() {
+        let jobs = JobIndex::new("ns");
+        for i in 0..5 {
+            jobs.put(queued(&format!("q{i}"), "t", 100 + i, None));
+        }
+        let admission = admission(&jobs, empty_store(), Caps { max_active: Some(2), max_queued: None }, true);
+        *admission.unsuspend.answer.lock().expect("lock") = Some(Unsuspended::Unknown);
+        let mut in_flight = InFlight::default();
+        assert!(admission.admit_once(&mut in_flight).await.is_empty());
+        assert_eq!(admission.unsuspend.calls.lock().expect("lock").clone(), vec!["q0"], "stopped after one");
+        assert!(in_flight.contains("q0"), "it may still land: it holds a slot");
+    }
+
+    #[tokio::test]
+    async fn a_replica_whose_leadership_expired_writes_nothing() {
+        let jobs = JobIndex::new("ns");
+        jobs.put(queued("q0", "t", 100, None));
+        let admission = admission(&jobs, empty_store(), Caps { max_active: Some(2), max_queued: None }, false);
+        assert!(admission.admit_once(&mut InFlight::default()).await.is_empty());
+        assert!(admission.unsuspend.calls.lock().expect("lock").is_empty(), "not one call");
+    }
 
     fn c(name: &str, template: &str, priority: i32, queued_at: i64, state: Slot) -> Candidate {
         Candidate {
@@ -347,7 +611,8 @@ mod tests {
         let jobs =
             vec![c("a", "x", 0, 0, Slot::Active), c("b", "x", 0, 1, Slot::Queued), c("c", "y", 0, 1, Slot::Queued)];
         let caps = HashMap::from([("x".to_string(), 1), ("z".to_string(), 4)]);
-        let s = queue_status(&jobs, Caps { max_active: Some(3), max_queued: Some(10) }, &caps, true);
+        let leadership = Leadership::leading_for(Duration::from_secs(60), Duration::from_secs(5));
+        let s = queue_status(&jobs, Caps { max_active: Some(3), max_queued: Some(10) }, &caps, &leadership);
         assert_eq!((s.queued, s.active, s.max_active, s.leader), (2, 1, Some(3), true));
         let x = s.templates.iter().find(|t| t.template == "x").expect("x");
         assert_eq!((x.queued, x.active, x.max_active), (1, 1, Some(1)));

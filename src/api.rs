@@ -224,6 +224,9 @@ pub struct QueueView {
     pub max_queued: Option<u32>,
     /// Whether this replica holds the admission lease.
     pub leader: bool,
+    /// This replica's name in the Lease (and in `job-launcher.dev/admitted-by` on what it admits).
+    #[serde(default)]
+    pub replica: String,
     pub templates: Vec<TemplateQueue>,
 }
 

@@ -7,7 +7,7 @@ use kube::Client;
 use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::{
-    admission::{Admission, Caps},
+    admission::{Admission, Caps, KubeUnsuspend},
     config::{AuthMode, HttpArgs, KubeArgs, ServeArgs, SqsArgs, SqsMode},
     http::{
         self, AppState, RequestLimits,
@@ -52,13 +52,30 @@ pub enum StartError {
     Tls(#[from] http::tls::TlsError),
 }
 
-/// A Kubernetes client (in-cluster config, else KUBECONFIG) and the namespace to work in: the
+/// The clients the launcher talks to Kubernetes with: one for everything, and one for the Lease
+/// alone, with connections of its own, so that leader election never waits behind watches,
+/// lists or a stalled connection of the other.
+#[derive(Clone)]
+pub struct Clients {
+    pub api: Client,
+    pub lease: Client,
+}
+
+impl Clients {
+    /// One client for both (tests that do not look at the Lease's traffic).
+    pub fn shared(client: Client) -> Self {
+        Self { api: client.clone(), lease: client }
+    }
+}
+
+/// Kubernetes clients (in-cluster config, else KUBECONFIG) and the namespace to work in: the
 /// flag's, else the in-cluster or kubeconfig default.
-pub async fn kube_client(args: &KubeArgs) -> Result<(Client, String), StartError> {
+pub async fn kube_clients(args: &KubeArgs) -> Result<(Clients, String), StartError> {
     let config = kube::Config::infer().await.map_err(|e| StartError::KubeConfig(kube::Error::InferConfig(e)))?;
     let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-    let client = Client::try_from(config).map_err(StartError::KubeConfig)?;
-    Ok((client, namespace))
+    let lease = Client::try_from(config.clone()).map_err(StartError::KubeConfig)?;
+    let api = Client::try_from(config).map_err(StartError::KubeConfig)?;
+    Ok((Clients { api, lease }, namespace))
 }
 
 pub struct Application {
@@ -183,7 +200,8 @@ fn replica_identity() -> String {
 impl Application {
     /// Binds both ports and checks that Kubernetes answers. Nothing runs until
     /// [`run_until_stopped`](Self::run_until_stopped).
-    pub async fn build(args: ServeArgs, client: Client, namespace: String) -> Result<Self, StartError> {
+    pub async fn build(args: ServeArgs, clients: Clients, namespace: String) -> Result<Self, StartError> {
+        let client = clients.api;
         let auth = authenticator(&args.http, &client, &namespace)?;
         check_exposure(&args.http, auth.as_ref())?;
         let tls = match (&args.http.tls_cert_file, &args.http.tls_key_file) {
@@ -212,7 +230,7 @@ impl Application {
             identity: replica_identity(),
             duration: args.admission.leader_lease_duration,
         };
-        let (elector, leader) = LeaderElector::new(client.clone(), &namespace, lease);
+        let (elector, leader) = LeaderElector::new(clients.lease, &namespace, lease);
         let launcher = Launcher::new(
             client.clone(),
             &namespace,
@@ -223,13 +241,14 @@ impl Application {
             leader.clone(),
         );
         let admission = Admission::new(
-            client.clone(),
+            KubeUnsuspend::new(client.clone(), &namespace),
             index.clone(),
             store.clone(),
             caps,
             leader,
             metrics.clone(),
             args.admission.admission_resync,
+            args.kube.watch_failure_bound,
         );
         let sqs_source = sqs_worker(&args.sqs, &launcher, &metrics).await?;
         Ok(Self {

@@ -76,12 +76,13 @@ pub struct AdmissionArgs {
     #[arg(long, env = "JOB_LAUNCHER_LEADER_LEASE", default_value = "kube-job-launcher")]
     pub leader_lease: String,
 
-    /// How long a leader that stopped renewing keeps the lease before another takes over.
-    #[arg(long, env = "JOB_LAUNCHER_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    /// How long a leader that stopped renewing keeps the lease before another takes over. The
+    /// leader renews every fifth of it and stops admitting two thirds into it without a renew.
+    #[arg(long, env = "JOB_LAUNCHER_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
     pub leader_lease_duration: Duration,
 
     /// How often admission re-checks the queue even without events (a safety net).
-    #[arg(long, env = "JOB_LAUNCHER_ADMISSION_RESYNC", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "JOB_LAUNCHER_ADMISSION_RESYNC", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub admission_resync: Duration,
 }
 
@@ -98,6 +99,12 @@ pub struct KubeArgs {
     /// namespace. A label value: at most 63 characters.
     #[arg(long, env = "JOB_LAUNCHER_INSTANCE", default_value = "default", value_parser = parse_instance)]
     pub instance: String,
+
+    /// How long a watch (templates, Jobs, pods) may keep failing before /readyz says not ready;
+    /// also how long admission waits for the templates to load before the caps recorded on Jobs
+    /// apply.
+    #[arg(long, env = "JOB_LAUNCHER_WATCH_FAILURE_BOUND", default_value = "30s", value_parser = parse_nonzero_duration)]
+    pub watch_failure_bound: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -143,13 +150,13 @@ pub struct HttpArgs {
     #[arg(long, env = "JOB_LAUNCHER_AUTH_AUDIENCE")]
     pub auth_audience: Option<String>,
 
-    /// Kubernetes auth: how long a review's answer is reused.
+    /// Kubernetes auth: how long a review's answer is reused (0: not at all).
     #[arg(long, env = "JOB_LAUNCHER_AUTH_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
     pub auth_cache_ttl: Duration,
 
     /// Longest a request may take before its answer starts (a 408 after it); log streams are
     /// not cut once they have started.
-    #[arg(long, env = "JOB_LAUNCHER_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "JOB_LAUNCHER_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_nonzero_duration)]
     pub request_timeout: Duration,
 
     /// Most API requests in progress at once; more get 503 with Retry-After.
@@ -157,7 +164,7 @@ pub struct HttpArgs {
     pub max_concurrent_requests: usize,
 
     /// Time a client has to send a request's line and headers.
-    #[arg(long, env = "JOB_LAUNCHER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "JOB_LAUNCHER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub header_read_timeout: Duration,
 
     /// Largest request head (line and headers), in bytes.
@@ -182,7 +189,7 @@ pub struct HttpArgs {
     #[arg(long, env = "JOB_LAUNCHER_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
 
-    /// How long in-flight requests may take to finish after SIGTERM.
+    /// How long in-flight requests may take to finish after SIGTERM (0: none).
     #[arg(long, env = "JOB_LAUNCHER_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 }
@@ -212,7 +219,7 @@ pub struct LaunchArgs {
     pub default_ttl_seconds: i64,
 
     /// How long one launch may take, retries of transient API errors included.
-    #[arg(long, env = "JOB_LAUNCHER_LAUNCH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "JOB_LAUNCHER_LAUNCH_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub launch_timeout: Duration,
 }
 
@@ -275,15 +282,15 @@ pub struct SqsArgs {
     pub sqs_secret_access_key: Option<String>,
 
     /// Visibility timeout asked for on receive; a message taking longer is extended.
-    #[arg(long, env = "JOB_LAUNCHER_SQS_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "JOB_LAUNCHER_SQS_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = parse_nonzero_duration)]
     pub sqs_visibility_timeout: Duration,
 
-    /// Long-poll wait per receive (at most 20s).
+    /// Long-poll wait per receive (at most 20s; 0: short polls).
     #[arg(long, env = "JOB_LAUNCHER_SQS_WAIT_TIME", default_value = "20s", value_parser = parse_duration)]
     pub sqs_wait_time: Duration,
 
     /// Scale mode: how often the queue's depth is read.
-    #[arg(long, env = "JOB_LAUNCHER_SQS_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "JOB_LAUNCHER_SQS_POLL_INTERVAL", default_value = "1s", value_parser = parse_nonzero_duration)]
     pub sqs_poll_interval: Duration,
 
     /// Scale mode: most Jobs launched per poll.
@@ -360,6 +367,15 @@ pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
         Duration::ZERO => Err(format!("{text:?}: must be more than zero")),
         d => Ok(d),
     }
+}
+
+/// A lease duration: whole seconds (the Lease records seconds), at least 3 s so that renews fit.
+pub fn parse_lease_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_secs(3) || d.subsec_nanos() != 0 {
+        return Err(format!("{text:?}: a whole number of seconds, at least 3s"));
+    }
+    Ok(d)
 }
 
 /// An instance name: a Kubernetes label value that is not empty.

@@ -28,6 +28,11 @@ pub const SQS_QUEUE: &str = "job-launcher.dev/sqs-queue";
 pub const PRIORITY: &str = "job-launcher.dev/priority";
 pub const QUEUED_AT: &str = "job-launcher.dev/queued-at";
 pub const REQUESTED_BY: &str = "job-launcher.dev/requested-by";
+/// The replica that admitted the Job, and when.
+pub const ADMITTED_BY: &str = "job-launcher.dev/admitted-by";
+pub const ADMITTED_AT: &str = "job-launcher.dev/admitted-at";
+// The template's cap at launch is recorded on the Job under the template's own key, MAX_ACTIVE:
+// admission applies it while the template is not loaded.
 
 /// The label selector for everything the launcher manages.
 pub fn managed_selector() -> String {

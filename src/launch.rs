@@ -19,6 +19,7 @@ use crate::{
     error::{Error, Result, is_transient_kube_error},
     jobs::{JobIndex, index::job_record, job_view},
     keys,
+    leader::Leadership,
     telemetry::{LaunchLabels, Metrics, SourceLabels},
     template::{RenderInput, Template, TemplateLookup, TemplateStore},
 };
@@ -63,7 +64,7 @@ struct Inner {
     /// Launches of this process that passed the queue check and are still creating: they count
     /// as queued, so concurrent launches cannot overshoot --max-queued together.
     reserved: std::sync::atomic::AtomicU64,
-    leader: watch::Receiver<bool>,
+    leadership: Leadership,
     client: Client,
     namespace: String,
     templates: TemplateStore,
@@ -99,12 +100,12 @@ impl Launcher {
         jobs: JobIndex,
         settings: LaunchSettings,
         metrics: Metrics,
-        leader: watch::Receiver<bool>,
+        leadership: Leadership,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 reserved: Default::default(),
-                leader,
+                leadership,
                 client,
                 namespace: namespace.to_string(),
                 templates,
@@ -167,7 +168,12 @@ impl Launcher {
     /// Whether this replica holds the lease: only the leader does the work that one replica
     /// must do alone (admission, scale-mode polling).
     pub fn may_lead(&self) -> bool {
-        *self.inner.leader.borrow()
+        self.inner.leadership.is_leading()
+    }
+
+    /// This replica's leadership, by its own clock.
+    pub fn leadership(&self) -> &Leadership {
+        &self.inner.leadership
     }
 
     /// The template a request names (or the default one), if it is served.
@@ -455,6 +461,7 @@ pub fn prepare(
         request_hash: &request_hash,
         ttl_seconds: template.ttl_seconds().unwrap_or(job.default_ttl_seconds),
         queued_at: capped.then(jiff::Timestamp::now),
+        template_cap: template.max_active,
     };
     manifest::apply_identity(&mut manifest, &identity);
     Ok(Prepared {
@@ -501,7 +508,7 @@ mod tests {
         let client =
             kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().expect("a URL"))).expect("a client");
         let metrics = Metrics::new();
-        let (_, leader) = watch::channel(true);
+        let leader = Leadership::never();
         Launcher::new(
             client,
             "ns",

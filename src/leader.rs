@@ -1,11 +1,25 @@
-//! Leader election on a coordination.k8s.io Lease. Leadership is published on a watch channel,
-//! which admission reads before every write; a replica that loses the lease (another holder, or
-//! no successful renewal within the renew deadline) stops at once.
+//! Leader election on a coordination.k8s.io Lease, judged by this replica's own monotonic clock.
 //!
-//! Expiry is judged the way client-go does it, by how long the record has gone unchanged on this
-//! replica's own clock, so clock skew between replicas does not matter.
+//! A replica leads until its last successful renew is older than the renew deadline, timed from
+//! when that renew's cycle was *sent*: a renew stuck on a half-open connection cannot keep a
+//! replica leading, because nothing moves the deadline but a renew that got through. That moment
+//! comes before any other replica may take the Lease (they take it only after watching it go
+//! unchanged for the whole lease duration, counted from when they saw our renew, which was after
+//! we sent it). Every Lease call is bounded well inside the renew deadline. [`Leadership`] is
+//! what the rest of the launcher asks, before every write only a leader may make.
+//!
+//! Expiry of another holder's Lease is judged the way client-go does it, by how long the record
+//! has gone unchanged on this replica's own clock, so clock skew between replicas does not matter.
+//!
+//! Kept rather than a crate: kube-lease-manager and kubert's lease module both judge expiry by
+//! wall-clock time against the Lease's renewTime (clock skew between replicas counts), and
+//! neither exposes the monotonic deadline admission must check before each write
+//! (kube-lease-manager's calls are also unbounded).
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use jiff::Timestamp;
 use k8s_openapi::{
@@ -28,9 +42,75 @@ impl LeaseSettings {
         (self.duration / 5).max(Duration::from_millis(200))
     }
 
-    /// A holder that has not renewed for this long steps down (before others may take over).
+    /// A holder whose last successful renew is older than this stops leading (before others may
+    /// take over).
     pub fn renew_deadline(&self) -> Duration {
         self.duration * 2 / 3
+    }
+
+    /// The longest one Lease call may take: well inside the renew deadline, so a stalled call
+    /// leaves time for another attempt.
+    pub fn call_timeout(&self) -> Duration {
+        self.retry_period()
+    }
+
+    /// The longest a write made under leadership may be outstanding: started before the renew
+    /// deadline, it cannot still be in flight when another replica may take the Lease.
+    pub fn write_bound(&self) -> Duration {
+        self.duration.saturating_sub(self.renew_deadline())
+    }
+}
+
+/// Whether this replica leads, and until when, by its own monotonic clock. Cheap to clone.
+#[derive(Clone)]
+pub struct Leadership {
+    until: Arc<Mutex<Option<Instant>>>,
+    changes: watch::Receiver<bool>,
+    write_bound: Duration,
+    identity: Arc<str>,
+}
+
+impl Leadership {
+    /// A leadership that never leads: for parts built without an elector.
+    pub fn never() -> Self {
+        let (_, changes) = watch::channel(false);
+        Self { until: Arc::default(), changes, write_bound: Duration::ZERO, identity: Arc::from("") }
+    }
+
+    /// Until when this replica may act as the leader; None when it does not lead now.
+    pub fn valid_until(&self) -> Option<Instant> {
+        let until = *self.until.lock().unwrap_or_else(|p| p.into_inner());
+        until.filter(|t| Instant::now() < *t)
+    }
+
+    pub fn is_leading(&self) -> bool {
+        self.valid_until().is_some()
+    }
+
+    /// The longest a write made while leading may take (see [`LeaseSettings::write_bound`]).
+    pub fn write_bound(&self) -> Duration {
+        self.write_bound
+    }
+
+    /// This replica's name in the Lease.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// A receiver that sees `true` when leadership is gained and `false` when it is lost.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.changes.clone()
+    }
+
+    #[cfg(test)]
+    pub fn leading_for(duration: Duration, write_bound: Duration) -> Self {
+        let (_, changes) = watch::channel(true);
+        Self {
+            until: Arc::new(Mutex::new(Some(Instant::now() + duration))),
+            changes,
+            write_bound,
+            identity: Arc::from("test"),
+        }
     }
 }
 
@@ -44,7 +124,8 @@ struct Observed {
 pub struct LeaderElector {
     api: Api<Lease>,
     settings: LeaseSettings,
-    leader: watch::Sender<bool>,
+    until: Arc<Mutex<Option<Instant>>>,
+    changes: watch::Sender<bool>,
 }
 
 /// The decision for one look at the lease. Pure.
@@ -67,14 +148,40 @@ pub fn decide(me: &str, holder: Option<&str>, unchanged_for: Duration, lease_dur
     }
 }
 
+/// Why one look at the lease failed.
+#[derive(Debug, thiserror::Error)]
+enum LeaseCallError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
 impl LeaderElector {
-    pub fn new(client: Client, namespace: &str, settings: LeaseSettings) -> (Self, watch::Receiver<bool>) {
-        let (leader, rx) = watch::channel(false);
-        (Self { api: Api::namespaced(client, namespace), settings, leader }, rx)
+    /// The elector for the Lease `settings.name` in `namespace`, through `client` (a client of the
+    /// Lease's own, so its calls do not queue behind watches and lists), and the leadership it
+    /// publishes.
+    pub fn new(client: Client, namespace: &str, settings: LeaseSettings) -> (Self, Leadership) {
+        let until = Arc::new(Mutex::new(None));
+        let (changes, receiver) = watch::channel(false);
+        let leadership = Leadership {
+            until: until.clone(),
+            changes: receiver,
+            write_bound: settings.write_bound(),
+            identity: Arc::from(settings.identity.as_str()),
+        };
+        (Self { api: Api::namespaced(client, namespace), settings, until, changes }, leadership)
     }
 
-    fn set_leader(&self, leading: bool) {
-        let was = self.leader.send_replace(leading);
+    fn set_until(&self, until: Option<Instant>) {
+        *self.until.lock().unwrap_or_else(|p| p.into_inner()) = until;
+        self.publish();
+    }
+
+    /// Publishes a change of leadership (gained, lost, or expired), with a log line.
+    fn publish(&self) {
+        let leading = self.until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t);
+        let was = self.changes.send_replace(leading);
         if was != leading {
             tracing::info!(lease = %self.settings.name, identity = %self.settings.identity, leading, "leadership changed");
         }
@@ -84,31 +191,37 @@ impl LeaderElector {
     /// replica takes over at once.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut observed: Option<Observed> = None;
-        let mut last_renewal: Option<Instant> = None;
         loop {
-            match self.try_once(&mut observed).await {
-                Ok(leading) => {
-                    if leading {
-                        last_renewal = Some(Instant::now());
-                    }
-                    self.set_leader(leading);
-                }
-                Err(error) => {
-                    tracing::warn!(lease = %self.settings.name, %error, "lease update failed");
-                    // Step down once the renew deadline has passed without a renewal.
-                    if last_renewal.is_none_or(|t| t.elapsed() > self.settings.renew_deadline()) {
-                        self.set_leader(false);
-                    }
-                }
+            let sent = Instant::now();
+            let timeout = self.settings.call_timeout();
+            let outcome = match tokio::time::timeout(timeout, self.try_once(&mut observed)).await {
+                Ok(result) => result.map_err(LeaseCallError::from),
+                Err(_) => Err(LeaseCallError::Timeout(timeout)),
+            };
+            match outcome {
+                Ok(true) => self.set_until(Some(sent + self.settings.renew_deadline())),
+                Ok(false) => self.set_until(None),
+                // The deadline of the last renew that got through still stands; it expires by
+                // itself.
+                Err(error) => tracing::warn!(lease = %self.settings.name, %error, "lease update failed"),
             }
+            let next = Instant::now() + self.settings.retry_period();
+            let until = *self.until.lock().unwrap_or_else(|p| p.into_inner());
+            // Wake at the deadline too, so the loss of leadership is published when it happens.
+            let wake = until.filter(|t| *t > Instant::now()).map_or(next, |t| t.min(next));
             tokio::select! {
-                () = tokio::time::sleep(self.settings.retry_period()) => {}
+                () = tokio::time::sleep_until(wake) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
+            self.publish();
         }
-        if *self.leader.borrow() {
-            self.set_leader(false);
-            self.release().await;
+        let was_leading = self.until.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
+        self.publish();
+        if was_leading {
+            let timeout = self.settings.call_timeout();
+            if tokio::time::timeout(timeout, self.release()).await.is_err() {
+                tracing::warn!(lease = %self.settings.name, "cannot release the lease in time; it expires instead");
+            }
         }
     }
 
@@ -205,5 +318,18 @@ mod tests {
         let s = LeaseSettings { name: "l".into(), identity: "a".into(), duration: D };
         assert!(s.renew_deadline() < s.duration);
         assert!(s.retry_period() * 2 < s.renew_deadline(), "several renewal attempts fit in the deadline");
+        assert!(s.call_timeout() * 3 <= s.renew_deadline(), "a stalled call leaves room for others");
+        assert_eq!(s.renew_deadline() + s.write_bound(), s.duration, "a write started in time ends before a takeover");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leadership_ends_at_its_deadline_by_the_clock_alone() {
+        let leadership = Leadership::leading_for(Duration::from_secs(10), Duration::from_secs(5));
+        assert!(leadership.is_leading());
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert!(leadership.is_leading());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!leadership.is_leading(), "no renew got through: no leadership, whatever anyone was told");
+        assert!(!Leadership::never().is_leading());
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kube_job_launcher::{
-    app::{Application, kube_client},
+    app::{Application, kube_clients},
     cli::ClientCommand,
     config::{LogArgs, ServeArgs},
     http, telemetry,
@@ -52,8 +52,8 @@ async fn run(cli: Cli) -> ExitCode {
             // Only the server logs; the CLI's output is its answer.
             telemetry::init_logging(&cli.log);
             let started = async {
-                let (client, namespace) = kube_client(&args.kube).await?;
-                Application::build(*args, client, namespace).await
+                let (clients, namespace) = kube_clients(&args.kube).await?;
+                Application::build(*args, clients, namespace).await
             };
             match started.await {
                 Ok(app) => {

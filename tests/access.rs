@@ -6,20 +6,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{SEED_TEMPLATE, TestApp, TestNamespace, put_config_map, service_account_client, set_role, wait_until};
-
-/// What the launcher needs, but for ConfigMaps when `configmaps` is false.
-fn launcher_rules(configmaps: bool) -> serde_json::Value {
-    let mut rules = vec![
-        json!({"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "patch", "delete"]}),
-        json!({"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}),
-        json!({"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
-    ];
-    if configmaps {
-        rules.push(json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}));
-    }
-    serde_json::Value::Array(rules)
-}
+use support::{
+    SEED_TEMPLATE, TestApp, TestNamespace, launcher_rules, put_config_map, service_account_client, set_role, wait_until,
+};
 
 #[tokio::test]
 async fn readyz_is_false_until_the_watches_sync_and_true_after() {
@@ -120,7 +109,8 @@ async fn the_launcher_refuses_to_serve_a_public_address_without_auth() {
         "127.0.0.1:0",
     ])
     .expect("args");
-    let refused = kube_job_launcher::app::Application::build(args, ns.client.clone(), ns.name.clone()).await;
+    let clients = kube_job_launcher::app::Clients::shared(ns.client.clone());
+    let refused = kube_job_launcher::app::Application::build(args, clients, ns.name.clone()).await;
     let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("without auth") && error.contains("--insecure-no-auth"), "{error}");
 }

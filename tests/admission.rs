@@ -250,3 +250,60 @@ async fn a_second_replica_takes_over_admission_when_the_leader_is_killed() {
     assert!(stats.max_active <= 3, "never more than three active, across the handover: {stats:?}");
     assert_eq!(stats.started.len(), 16);
 }
+
+/// The fake template with a cap of 2 of its own.
+fn capped_at_two() -> String {
+    FAKE.replacen("  annotations:\n", "  annotations:\n    job-launcher.dev/max-active: \"2\"\n", 1)
+}
+
+/// Launches 50 Jobs of `capped` that run 2 s each, through `app`, and waits until two run.
+async fn fifty_under_a_cap_of_two(app: &TestApp) {
+    for _ in 0..50 {
+        launch(&app.http, &app.base, json!({"template": "capped", "params": {"duration": "2s"}})).await;
+    }
+    wait_until(Duration::from_secs(20), "two of them to be admitted", || async {
+        let q: Value = app.http.get(app.url("/v1/queue")).send().await.expect("q").json().await.expect("json");
+        q["active"] == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_template_cap_holds_when_the_next_leader_cannot_read_the_templates() {
+    let capped = capped_at_two();
+    let ns = setup("capnoread", &[("capped.yaml", &capped)]).await;
+    let observer = JobObserver::start(&ns).await;
+    let first = TestApp::start(&ns.name, &[]).await.ready().await;
+    fifty_under_a_cap_of_two(&first).await;
+    first.stop().await;
+    // The next leader may not read ConfigMaps: its template store never loads.
+    let blind = support::service_account_client(&ns.name, "blind", support::launcher_rules(false)).await;
+    let _next = TestApp::start_as(blind, &ns.name, &["--watch-failure-bound", "2s"]).await;
+    let before = observer.stats().finished;
+    let stats = observer.wait_finished(before + 6, Duration::from_secs(60)).await;
+    assert_eq!(
+        stats.max_active_by_template.get("capped"),
+        Some(&2),
+        "the cap recorded on the Jobs held without the template: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_template_cap_holds_while_its_config_map_is_deleted_and_recreated() {
+    let capped = capped_at_two();
+    let ns = setup("capdelete", &[("capped.yaml", &capped)]).await;
+    let observer = JobObserver::start(&ns).await;
+    let app = TestApp::start(&ns.name, &[]).await.ready().await;
+    fifty_under_a_cap_of_two(&app).await;
+    let config_maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = ns.api();
+    config_maps.delete("job-template-cm", &Default::default()).await.expect("delete the ConfigMap");
+    wait_until(Duration::from_secs(10), "the template to be gone from the store", || async {
+        app.http.get(app.url("/v1/templates/capped")).send().await.is_ok_and(|r| r.status() == StatusCode::NOT_FOUND)
+    })
+    .await;
+    let before = observer.stats().finished;
+    observer.wait_finished(before + 4, Duration::from_secs(60)).await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE), ("capped.yaml", &capped)]).await;
+    let stats = observer.wait_finished(before + 8, Duration::from_secs(60)).await;
+    assert_eq!(stats.max_active_by_template.get("capped"), Some(&2), "{stats:?}");
+}

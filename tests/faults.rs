@@ -265,3 +265,77 @@ async fn fault_a_deleted_template_config_map_is_reported_missing_until_it_return
     put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
     wait_until(Duration::from_secs(10), "launches to work again", || async { launch().await == 201 }).await;
 }
+
+/// The leader's Lease traffic stalls (the connection stays open and answers nothing) while a
+/// second replica is ready to take over; later the stall is released. The stalled replica stops
+/// admitting within the renew deadline of its last renew, by its own clock; the other takes
+/// over; a watch never sees more Jobs active than the cap.
+#[tokio::test]
+async fn fault_leader_hang_hands_over_without_two_leaders() {
+    use kube_job_launcher::app::Clients;
+    let ns = TestNamespace::create("fault-leader").await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
+    let observer = support::JobObserver::start(&ns).await;
+    let proxy = support::StallableProxy::start(support::apiserver_address().await).await;
+    // A 6 s lease: renewed every 1.2 s, its holder stops two thirds in (4 s), others take over
+    // after 6 s without a change.
+    let args = ["--max-active", "2", "--leader-lease-duration", "6s", "--admission-resync", "1s"];
+    let clients = Clients { api: support::client().await, lease: proxy.client().await };
+    let stalled = TestApp::start_with(clients, &ns.name, &args).await.ready().await;
+    let queue = |app: &TestApp| {
+        let (http, url) = (app.http.clone(), app.url("/v1/queue"));
+        async move { http.get(url).send().await.expect("queue").json::<serde_json::Value>().await.expect("json") }
+    };
+    wait_until(Duration::from_secs(20), "the first replica to lead", || async {
+        queue(&stalled).await["leader"] == true
+    })
+    .await;
+    let stalled_replica = queue(&stalled).await["replica"].as_str().expect("replica").to_string();
+    let other = TestApp::start(&ns.name, &args).await.ready().await;
+    for _ in 0..40 {
+        let r = other
+            .http
+            .post(other.url("/v1/jobs"))
+            .json(&json!({"template": "fake", "params": {"duration": "1s"}}))
+            .send()
+            .await
+            .expect("launch");
+        assert_eq!(r.status(), 201);
+    }
+    wait_until(Duration::from_secs(30), "a few admissions by the first leader", || async {
+        observer.stats().admissions.iter().filter(|(_, by, _)| *by == stalled_replica).count() >= 4
+    })
+    .await;
+
+    proxy.stall();
+    let stall_started = std::time::Instant::now();
+    wait_until(Duration::from_secs(6), "the stalled replica to stop leading (renew deadline 4 s)", || async {
+        queue(&stalled).await["leader"] == false
+    })
+    .await;
+    wait_until(Duration::from_secs(20), "the other replica to take over", || async {
+        queue(&other).await["leader"] == true
+    })
+    .await;
+    let other_replica = queue(&other).await["replica"].as_str().expect("replica").to_string();
+    wait_until(Duration::from_secs(30), "admissions by the new leader", || async {
+        observer.stats().admissions.iter().filter(|(_, by, _)| *by == other_replica).count() >= 4
+    })
+    .await;
+    proxy.release();
+
+    let stats = observer.wait_finished(40, Duration::from_secs(120)).await;
+    assert!(stats.max_active <= 2, "never more than the cap active: {stats:?}");
+    // Seen by the watch at most a second after it was made; the stalled replica's last renew was
+    // sent before the stall, so it may admit nothing later than 4 s after the stall began.
+    let deadline = stall_started + Duration::from_secs(5);
+    let late: Vec<_> = stats.admissions.iter().filter(|(_, by, at)| *by == stalled_replica && *at > deadline).collect();
+    assert!(late.is_empty(), "the stalled replica admitted after its leadership expired: {late:?}");
+    let by_other = stats.admissions.iter().filter(|(_, by, _)| *by == other_replica).count();
+    eprintln!(
+        "leader hang: {} admitted ({} by the stalled leader before its deadline, {by_other} by the next), active peak {}",
+        stats.admissions.len(),
+        stats.admissions.len() - by_other,
+        stats.max_active
+    );
+}

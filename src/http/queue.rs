@@ -10,6 +10,6 @@ use crate::{admission, api::QueueView};
 pub async fn queue(State(state): State<AppState>) -> Json<QueueView> {
     let launcher = &state.launcher;
     let candidates = launcher.jobs().read(admission::candidates);
-    let caps = admission::template_caps(launcher.templates());
-    Json(admission::queue_status(&candidates, launcher.settings().caps, &caps, launcher.may_lead()))
+    let caps = admission::template_caps(launcher.templates(), launcher.jobs());
+    Json(admission::queue_status(&candidates, launcher.settings().caps, &caps, launcher.leadership()))
 }

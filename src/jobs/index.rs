@@ -241,6 +241,21 @@ impl JobIndex {
         }
     }
 
+    /// Puts a record as a watch event would: for tests of the decisions made from the index.
+    #[cfg(test)]
+    pub fn put(&self, record: JobRecord) {
+        self.write(|s| {
+            s.jobs.insert(record.name.clone(), Box::new(record));
+        });
+    }
+
+    /// Marks both watches synced: for tests of the decisions made from the index.
+    #[cfg(test)]
+    pub fn mark_synced(&self) {
+        self.inner.jobs_synced.send_replace(true);
+        self.inner.pods_synced.send_replace(true);
+    }
+
     /// Feeds the index from the API server until the future is dropped. Watch errors are logged
     /// and retried with backoff; a relist replaces the index's contents atomically.
     pub async fn run(self, client: Client) {
@@ -376,6 +391,8 @@ pub fn job_record(job: &Job) -> Option<JobRecord> {
         request_hash: annotation(keys::REQUEST_HASH),
         sqs_queue: annotation(keys::SQS_QUEUE),
         requested_by: annotation(keys::REQUESTED_BY),
+        uid: meta.uid.clone(),
+        recorded_cap: annotation(keys::MAX_ACTIVE).and_then(|c| c.parse().ok()),
         created_at,
         queued_at: parse_time(annotations.and_then(|a| a.get(keys::QUEUED_AT))).or(created_at),
         started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),

@@ -29,6 +29,10 @@ pub struct JobRecord {
     pub sqs_queue: Option<String>,
     /// Who asked for it (the `requested-by` annotation).
     pub requested_by: Option<String>,
+    /// The Job's UID: a Job re-created under the same name is another Job.
+    pub uid: Option<String>,
+    /// Its template's cap at launch (the `max-active` annotation on the Job).
+    pub recorded_cap: Option<u32>,
     pub created_at: Option<Timestamp>,
     /// When the Job entered the queue (the annotation), else its creation.
     pub queued_at: Option<Timestamp>,
@@ -102,6 +106,8 @@ impl JobRecord {
             request_hash: None,
             sqs_queue: None,
             requested_by: None,
+            uid: None,
+            recorded_cap: None,
             created_at: None,
             queued_at: None,
             started_at: None,

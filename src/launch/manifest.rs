@@ -23,6 +23,8 @@ pub struct JobIdentity<'a> {
     pub ttl_seconds: i64,
     /// Set when the Job must wait for admission: it is created suspended and labelled queued.
     pub queued_at: Option<Timestamp>,
+    /// The template's own cap, recorded so that it holds while the template is not loaded.
+    pub template_cap: Option<u32>,
 }
 
 /// A fingerprint of what a request asks for (not of who asked or how): the same request, sent
@@ -69,6 +71,7 @@ pub fn apply_identity(manifest: &mut Value, identity: &JobIdentity<'_>) {
     if let Some(at) = identity.queued_at {
         annotations.push((keys::QUEUED_AT, Some(at.to_string())));
     }
+    annotations.push((keys::MAX_ACTIVE, identity.template_cap.map(|c| c.to_string())));
 
     if let Some(meta) = ensure_object(manifest, "/metadata") {
         meta.insert("name".into(), Value::String(identity.name.to_string()));
@@ -160,6 +163,7 @@ mod tests {
             request_hash: "h",
             ttl_seconds: 600,
             queued_at: None,
+            template_cap: Some(2),
         };
         apply_identity(&mut manifest, &identity);
         assert_eq!(manifest.pointer("/metadata/name"), Some(&json!("t-abc")));
@@ -174,6 +178,7 @@ mod tests {
         assert_eq!(annotations[keys::IDEMPOTENCY_KEY], "k");
         assert_eq!(annotations[keys::REQUEST_ID], "req-1");
         assert_eq!(annotations[keys::REQUESTED_BY], "sqs:q", "the caller is always recorded");
+        assert_eq!(annotations[keys::MAX_ACTIVE], "2", "the template's cap is recorded");
         assert!(annotations.get(keys::SQS_MESSAGE_ID).is_none(), "absent facts leave no empty annotation");
         assert_eq!(
             manifest.pointer("/spec/template/metadata/labels/app.kubernetes.io~1managed-by"),
@@ -198,6 +203,7 @@ mod tests {
             request_hash: "h",
             ttl_seconds: 600,
             queued_at: at,
+            template_cap: None,
         };
         apply_identity(&mut manifest, &identity);
         assert_eq!(manifest.pointer("/spec/ttlSecondsAfterFinished"), Some(&json!(10)));

@@ -26,10 +26,15 @@ impl TestApp {
 
     /// Starts the launcher with a client of the caller's (say, a ServiceAccount's).
     pub async fn start_as(client: Client, namespace: &str, args: &[&str]) -> Self {
+        Self::start_with(kube_job_launcher::app::Clients::shared(client), namespace, args).await
+    }
+
+    /// Starts the launcher with clients of the caller's (say, a Lease client through a proxy).
+    pub async fn start_with(clients: kube_job_launcher::app::Clients, namespace: &str, args: &[&str]) -> Self {
         let mut argv = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
         argv.extend_from_slice(args);
         let serve = kube_job_launcher::config::ServeArgs::try_parse_flags(argv).expect("launcher arguments");
-        let app = kube_job_launcher::app::Application::build(serve, client, namespace.to_string())
+        let app = kube_job_launcher::app::Application::build(serve, clients, namespace.to_string())
             .await
             .expect("the launcher starts");
         let dispatcher = app.dispatcher();

@@ -208,3 +208,19 @@ pub async fn apiserver_address() -> String {
     let uri = config.cluster_url;
     format!("{}:{}", uri.host().unwrap_or("127.0.0.1"), uri.port_u16().unwrap_or(443))
 }
+
+/// What the launcher needs, but for ConfigMaps when `configmaps` is false.
+pub fn launcher_rules(configmaps: bool) -> serde_json::Value {
+    let mut rules = vec![
+        serde_json::json!({"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "patch", "delete"]}),
+        serde_json::json!({"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}),
+        serde_json::json!({"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
+        serde_json::json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}),
+    ];
+    if configmaps {
+        rules.push(
+            serde_json::json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}),
+        );
+    }
+    serde_json::Value::Array(rules)
+}

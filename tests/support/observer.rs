@@ -16,6 +16,9 @@ pub struct JobStats {
     pub max_active_by_template: std::collections::BTreeMap<String, usize>,
     pub max_queued: usize,
     pub finished: usize,
+    /// Every admission as first seen: the Job, the replica that admitted it (its
+    /// `admitted-by` annotation), and when the watch saw it.
+    pub admissions: Vec<(String, String, std::time::Instant)>,
 }
 
 /// Watches the Jobs of `namespace` until dropped; `stats()` reads what it saw so far.
@@ -69,6 +72,14 @@ impl JobObserver {
                 let mut stats = shared.lock().unwrap_or_else(|p| p.into_inner());
                 if !suspended && !stats.started.contains(&name) {
                     stats.started.push(name.clone());
+                    let by = job
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("job-launcher.dev/admitted-by"))
+                        .cloned()
+                        .unwrap_or_default();
+                    stats.admissions.push((name.clone(), by, std::time::Instant::now()));
                 }
                 if finished && !jobs.get(&name).is_some_and(|j| j.2) {
                     stats.finished += 1;
