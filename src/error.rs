@@ -34,6 +34,9 @@ pub enum Error {
     #[error("no Job named {0} is managed by the launcher")]
     JobNotFound(String),
 
+    #[error("Job {0} was deleted and created again since it was looked at; nothing was cancelled")]
+    Recreated(String),
+
     #[error("Job {0} has no pod yet")]
     NoPod(String),
 
@@ -59,6 +62,7 @@ impl Error {
             Self::NameTaken(_) => "name_taken",
             Self::QueueFull { .. } => "queue_full",
             Self::JobNotFound(_) => "not_found",
+            Self::Recreated(_) => "recreated",
             Self::NoPod(_) => "no_pod",
             Self::JobRejected(_) => "rejected",
             Self::KubeUnavailable(_) => "unavailable",

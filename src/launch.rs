@@ -17,7 +17,7 @@ use crate::{
     admission::{self, Caps},
     api::{JobView, LaunchRequest, MAX_KEY_LEN},
     error::{Error, Result, is_transient_kube_error},
-    jobs::{JobIndex, index::job_record, job_view},
+    jobs::{JobIndex, index::job_record, job_view, remote},
     keys,
     leader::Leadership,
     telemetry::{LaunchLabels, Metrics, SourceLabels},
@@ -378,6 +378,36 @@ impl Launcher {
         }
     }
 
+    /// A managed Job's view: from the index, else from the API server (a Job another replica has
+    /// just created, before this replica's watch shows it), if it carries this instance's labels.
+    pub async fn find(&self, name: &str) -> Result<Option<JobView>> {
+        if let Some(view) = self.inner.jobs.view(name) {
+            return Ok(Some(view));
+        }
+        Ok(self.fetch(name).await?.map(|record| job_view(&self.inner.namespace, &record, &[])))
+    }
+
+    async fn fetch(&self, name: &str) -> Result<Option<crate::jobs::JobRecord>> {
+        let api: Api<Job> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
+        let fetch = remote::fetch(&api, name, &self.inner.settings.instance);
+        tokio::time::timeout(self.inner.settings.timeout, fetch).await.unwrap_or_else(|_| Err(deadline_elapsed()))
+    }
+
+    /// Cancels Job `name`: deletes, in the foreground, the Job the index (or the API server)
+    /// shows, by its UID. Returns the Job as last seen.
+    pub async fn cancel(&self, name: &str) -> Result<JobView> {
+        let record = match self.inner.jobs.record(name) {
+            Some(record) => record,
+            None => self.fetch(name).await?.ok_or_else(|| Error::JobNotFound(name.to_string()))?,
+        };
+        let view = self.inner.jobs.view(name).unwrap_or_else(|| job_view(&self.inner.namespace, &record, &[]));
+        let api: Api<Job> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
+        let cancel = remote::cancel(&api, &record);
+        tokio::time::timeout(self.inner.settings.timeout, cancel).await.unwrap_or_else(|_| Err(deadline_elapsed()))?;
+        tracing::info!(job = %name, uid = record.uid.as_deref(), "cancelled");
+        Ok(view)
+    }
+
     fn view_of(&self, job: &Job) -> JobView {
         let name = job.metadata.name.clone().unwrap_or_default();
         self.inner.jobs.view(&name).unwrap_or_else(|| {
@@ -400,6 +430,11 @@ impl Drop for Reservation {
 #[derive(Debug, thiserror::Error)]
 #[error("no answer from the Kubernetes API server before the launch deadline")]
 struct DeadlineElapsed;
+
+/// The error of a call that got no answer before its deadline: transient (HTTP 503).
+fn deadline_elapsed() -> Error {
+    Error::KubeUnavailable(kube::Error::Service(Box::new(DeadlineElapsed)))
+}
 
 /// Runs one API call, giving up at `deadline`: a call that hangs (etcd down, a stalled
 /// connection) must not hold the launch past it. Giving up counts as a transient failure.
@@ -524,6 +559,129 @@ mod tests {
             metrics,
             leader,
         )
+    }
+
+    use std::{
+        collections::BTreeMap,
+        sync::atomic::{AtomicUsize, Ordering},
+    };
+
+    use crate::fake_apiserver::{self, Received};
+
+    const SEED: &str = include_str!("../deploy/helm/kube-job-launcher/files/job-template.yaml");
+
+    /// A launcher with the seed template loaded, talking to a fake API server that `answer` runs.
+    fn launcher_answered_by(answer: fake_apiserver::Answer) -> (Launcher, Arc<std::sync::Mutex<Vec<Received>>>) {
+        let (client, log) = fake_apiserver::client(answer);
+        let metrics = Metrics::new();
+        let store = TemplateStore::new("ns", vec!["job-template-cm".into()], metrics.clone());
+        store.apply_config_map("job-template-cm", &BTreeMap::from([("t.yaml".to_string(), SEED.to_string())]));
+        store.mark_synced("job-template-cm");
+        let index = JobIndex::new("ns");
+        index.mark_synced();
+        let settings = LaunchSettings {
+            instance: "default".into(),
+            caps: Caps::default(),
+            default_template: "t".into(),
+            default_ttl_seconds: 3600,
+            timeout: Duration::from_secs(2),
+        };
+        (Launcher::new(client, "ns", store, index, settings, metrics, Leadership::never()), log)
+    }
+
+    /// The created Job as the API server would answer it: the request's body with a UID.
+    fn created(r: &Received) -> (u16, Value) {
+        let mut job = r.body.clone();
+        job["metadata"]["uid"] = Value::from("uid-1");
+        (201, job)
+    }
+
+    fn exists() -> (u16, Value) {
+        (409, fake_apiserver::status(409, "AlreadyExists", "jobs.batch \"k-1\" already exists"))
+    }
+
+    /// A Job of the launcher's with the request hash `hash`.
+    fn existing_job(hash: &str, managed: bool) -> (u16, Value) {
+        let labels = if managed { serde_json::json!({keys::MANAGED_BY: keys::MANAGED_BY_VALUE}) } else { Value::Null };
+        (
+            200,
+            serde_json::json!({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "k-1", "uid": "uid-0", "labels": labels, "annotations": {keys::REQUEST_HASH: hash}},
+                "spec": {"template": {}},
+            }),
+        )
+    }
+
+    fn keyed() -> LaunchRequest {
+        LaunchRequest { idempotency_key: Some("key".into()), ..LaunchRequest::default() }
+    }
+
+    fn origin() -> Origin {
+        Origin::new(Source::Http, "alice")
+    }
+
+    /// The request hash the launcher puts on its Jobs for `request`.
+    fn hash_of(request: &LaunchRequest) -> String {
+        manifest::request_hash("t", request, &BTreeMap::new())
+    }
+
+    #[tokio::test]
+    async fn a_create_that_lands_is_created() {
+        let (launcher, log) = launcher_answered_by(Box::new(created));
+        let launched = launcher.launch(&keyed(), &origin()).await.expect("launched");
+        assert!(matches!(launched, Launched::Created(ref v) if v.name.starts_with("k-")), "{launched:?}");
+        assert_eq!(log.lock().expect("log").len(), 1, "one create, nothing else");
+    }
+
+    #[tokio::test]
+    async fn a_name_taken_by_the_same_request_is_the_existing_job_and_by_another_is_a_409() {
+        let same = hash_of(&keyed());
+        let (launcher, _) =
+            launcher_answered_by(Box::new(
+                move |r| if r.method == "POST" { exists() } else { existing_job(&same, true) },
+            ));
+        let launched = launcher.launch(&keyed(), &origin()).await.expect("a replay");
+        assert!(matches!(launched, Launched::Existing(_)), "{launched:?}");
+
+        let (launcher, _) =
+            launcher_answered_by(Box::new(|r| if r.method == "POST" { exists() } else { existing_job("other", true) }));
+        let error = launcher.launch(&keyed(), &origin()).await.expect_err("another request under the key");
+        assert!(matches!(error, Error::KeyReused { ref key, .. } if key == "key"), "{error:?}");
+
+        let (launcher, _) =
+            launcher_answered_by(Box::new(|r| if r.method == "POST" { exists() } else { existing_job("x", false) }));
+        let error = launcher.launch(&keyed(), &origin()).await.expect_err("not the launcher's");
+        assert!(matches!(error, Error::NameTaken(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_create_retried_after_no_answer_that_finds_its_own_job_is_created_not_a_replay() {
+        let posts = AtomicUsize::new(0);
+        let same = hash_of(&keyed());
+        let (launcher, log) =
+            launcher_answered_by(Box::new(move |r| match (r.method.as_str(), posts.load(Ordering::SeqCst)) {
+                ("POST", 0) => {
+                    posts.fetch_add(1, Ordering::SeqCst);
+                    (503, fake_apiserver::status(503, "ServiceUnavailable", "etcd is slow"))
+                }
+                ("POST", _) => exists(),
+                _ => existing_job(&same, true),
+            }));
+        let launched = launcher.launch(&keyed(), &origin()).await.expect("launched");
+        assert!(matches!(launched, Launched::Created(_)), "the first attempt got through: {launched:?}");
+        let methods: Vec<String> = log.lock().expect("log").iter().map(|r| r.method.clone()).collect();
+        assert_eq!(methods, vec!["POST", "POST", "GET"]);
+    }
+
+    #[tokio::test]
+    async fn a_job_the_api_server_refuses_is_the_callers_to_fix() {
+        let (launcher, _) = launcher_answered_by(Box::new(|_| {
+            (422, fake_apiserver::status(422, "Invalid", "Job.batch \"x\" is invalid: spec.template: required"))
+        }));
+        let error = launcher.launch(&LaunchRequest::default(), &origin()).await.expect_err("refused");
+        assert!(matches!(error, Error::JobRejected(ref m) if m.contains("invalid")), "{error:?}");
+        assert!(!error.is_transient(), "dead-lettered, not retried");
     }
 
     #[tokio::test]

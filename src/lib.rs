@@ -9,6 +9,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(test)]
+mod fake_apiserver;
 pub mod http;
 pub mod jobs;
 pub mod keys;

@@ -307,3 +307,46 @@ async fn a_template_cap_holds_while_its_config_map_is_deleted_and_recreated() {
     let stats = observer.wait_finished(before + 8, Duration::from_secs(60)).await;
     assert_eq!(stats.max_active_by_template.get("capped"), Some(&2), "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_cancelled_job_keeps_its_slot_until_its_pods_are_gone() {
+    // Its pods carry a finalizer of the test's: they stay, terminating, until the test lets them go.
+    let held = FAKE.replacen(
+        "    metadata:\n      annotations:\n",
+        "    metadata:\n      finalizers: [\"test.job-launcher.dev/hold\"]\n      annotations:\n",
+        1,
+    );
+    let ns = setup("cancelslot", &[("held.yaml", &held)]).await;
+    let app = TestApp::start(&ns.name, &["--max-active", "1"]).await.ready().await;
+    let state = |n: String| {
+        let (http, url) = (app.http.clone(), app.url(&format!("/v1/jobs/{n}")));
+        async move { http.get(url).send().await.expect("get").json::<Value>().await.expect("json")["state"].clone() }
+    };
+    let running = name(&launch(&app.http, &app.base, json!({"template": "held", "params": {"duration": "60s"}})).await);
+    wait_until(Duration::from_secs(20), "the held Job to run", || async { state(running.clone()).await == "running" })
+        .await;
+    let next = name(&launch(&app.http, &app.base, json!({"template": "fake"})).await);
+    let cancelled = app.http.delete(app.url(&format!("/v1/jobs/{running}"))).send().await.expect("delete");
+    assert_eq!(cancelled.status(), StatusCode::ACCEPTED);
+    // Its pod is terminating, not gone: admission reacts to an index change within milliseconds,
+    // so three seconds without the next Job starting means it is waiting for the slot.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(state(next.clone()).await, "queued", "the cancelled Job's pod still holds the slot");
+
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = ns.api();
+    let pod = pods
+        .list(&kube::api::ListParams::default().labels(&format!("job-name={running}")))
+        .await
+        .expect("pods")
+        .items
+        .into_iter()
+        .next()
+        .expect("the held pod");
+    let release = json!({"metadata": {"finalizers": null}});
+    let pod_name = pod.metadata.name.expect("pod name");
+    pods.patch(&pod_name, &Default::default(), &kube::api::Patch::Merge(&release)).await.expect("release the pod");
+    wait_until(Duration::from_secs(30), "the next Job to be admitted", || async {
+        state(next.clone()).await != "queued"
+    })
+    .await;
+}

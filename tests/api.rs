@@ -491,3 +491,50 @@ async fn metrics_count_launches_and_jobs_by_state() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_job_made_through_one_replica_is_at_once_readable_and_cancellable_through_another() {
+    let (ns, first) = setup("replicas").await;
+    let second = TestApp::start(&ns.name, &[]).await.ready().await;
+    for i in 0..10 {
+        let view = json_of(post(&first, json!({"template": "fake", "params": {"duration": "30s"}})).await).await;
+        let name = view["name"].as_str().expect("name");
+        let read = second.http.get(second.url(&format!("/v1/jobs/{name}"))).send().await.expect("get");
+        assert_eq!(read.status(), StatusCode::OK, "read {i} through the other replica, before its watch may show it");
+        let cancel = second.http.delete(second.url(&format!("/v1/jobs/{name}"))).send().await.expect("delete");
+        assert_eq!(cancel.status(), StatusCode::ACCEPTED, "cancel {i}");
+    }
+    // A Job the launcher does not manage is not found through the fallback either.
+    let foreign: Job = serde_json::from_value(json!({
+        "metadata": {"name": "not-ours"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
+    }))
+    .expect("job");
+    Api::<Job>::namespaced(ns.client.clone(), &ns.name).create(&Default::default(), &foreign).await.expect("create");
+    assert_problem(second.http.get(second.url("/v1/jobs/not-ours")).send().await.expect("r"), 404, "not-ours").await;
+    assert_problem(second.http.delete(second.url("/v1/jobs/not-ours")).send().await.expect("r"), 404, "not-ours").await;
+}
+
+#[tokio::test]
+async fn a_keyed_relaunch_after_ttl_cleanup_answers_the_new_job_not_the_old_one() {
+    let (ns, app) = setup("relaunch").await;
+    let body = json!({"template": "fake", "idempotencyKey": "again", "params": {"duration": "100ms"}});
+    let first = json_of(post(&app, body.clone()).await).await;
+    let name = first["name"].as_str().expect("name").to_string();
+    let jobs: Api<Job> = ns.api();
+    wait_until(Duration::from_secs(30), "the Job to finish", || async {
+        jobs.get_opt(&name).await.ok().flatten().and_then(|j| j.status).and_then(|s| s.succeeded).unwrap_or(0) == 1
+    })
+    .await;
+    // TTL cleanup, as the controller would do it; then the same key again at once.
+    jobs.delete(&name, &kube::api::DeleteParams::background()).await.expect("delete");
+    wait_until(Duration::from_secs(30), "the Job to be gone", || async {
+        jobs.get_opt(&name).await.is_ok_and(|j| j.is_none())
+    })
+    .await;
+    let again = post(&app, body).await;
+    assert_eq!(again.status(), StatusCode::CREATED, "the window is the Job's lifetime");
+    let again = json_of(again).await;
+    assert_eq!(again["name"], name);
+    assert_ne!(again["state"], "succeeded", "the new Job's view, not the old record: {again}");
+}

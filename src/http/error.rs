@@ -87,6 +87,7 @@ impl From<Error> for AppError {
                 Self::new(StatusCode::NOT_FOUND, "template-not-served", "Template not served", detail)
             }
             Error::JobNotFound(_) => Self::new(StatusCode::NOT_FOUND, "job-not-found", "Job not found", detail),
+            Error::Recreated(_) => Self::new(StatusCode::CONFLICT, "job-recreated", "Job re-created", detail),
             Error::KeyReused { .. } => {
                 Self::new(StatusCode::CONFLICT, "idempotency-key-reused", "Idempotency key reused", detail)
             }

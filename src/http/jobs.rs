@@ -8,10 +8,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures::StreamExt;
-use kube::{
-    Api,
-    api::{DeleteParams, PropagationPolicy},
-};
 
 use super::{
     auth::Caller,
@@ -104,7 +100,10 @@ fn launched_response(launched: Launched) -> Response {
     )
 )]
 pub async fn get_job(State(state): State<AppState>, Path(name): Path<String>) -> Result<JsonBody<JobView>, AppError> {
-    state.job_view(&name).map(JsonBody).ok_or_else(|| Error::JobNotFound(name).into())
+    match state.launcher.find(&name).await? {
+        Some(view) => Ok(JsonBody(state.with_queue_position(view))),
+        None => Err(Error::JobNotFound(name).into()),
+    }
 }
 
 /// The Jobs the launcher manages, newest first, a page at a time.
@@ -160,21 +159,13 @@ pub async fn list_jobs(State(state): State<AppState>, query: QueryPairs) -> Resu
     responses(
         (status = 202, description = "Deletion started; the Job as last seen", body = JobView),
         (status = 404, description = "No such Job managed by the launcher", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The Job was re-created since it was looked at; nothing was cancelled", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Kubernetes unreachable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel_job(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, AppError> {
-    let view = state.job_view(&name).ok_or_else(|| Error::JobNotFound(name.clone()))?;
-    let api: Api<k8s_openapi::api::batch::v1::Job> =
-        Api::namespaced(state.launcher.client().clone(), state.launcher.namespace());
-    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
-    match api.delete(&name, &params).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.is_not_found() => return Err(Error::JobNotFound(name).into()),
-        Err(e) => return Err(Error::from_kube(e).into()),
-    }
-    tracing::info!(job = %name, "cancelled");
-    Ok((StatusCode::ACCEPTED, JsonBody(view)).into_response())
+    let view = state.launcher.cancel(&name).await?;
+    Ok((StatusCode::ACCEPTED, JsonBody(state.with_queue_position(view))).into_response())
 }
 
 /// The log of the Job's newest pod, as text; streamed while it runs with `follow=true`.

@@ -230,13 +230,17 @@ impl JobIndex {
         })
     }
 
-    /// Records a Job this process just created, so that a read right after the create sees it
-    /// even before the watch delivers it. A record the watch already has is left alone: it is at
-    /// least as new.
+    /// Records a Job this process just created (or found), so that a read right after the
+    /// create sees it even before the watch delivers it. A record of the same Job (same UID) the
+    /// watch already has is left alone: it is at least as new; a record of an earlier Job of the
+    /// same name (a keyed relaunch after TTL cleanup) is replaced.
     pub fn observe_created(&self, job: &Job) {
         if let Some(record) = job_record(job) {
-            self.write(|s| {
-                s.jobs.entry(record.name.clone()).or_insert_with(|| Box::new(record));
+            self.write(|s| match s.jobs.get(&record.name) {
+                Some(known) if known.uid == record.uid => {}
+                _ => {
+                    s.jobs.insert(record.name.clone(), Box::new(record));
+                }
             });
         }
     }
@@ -456,6 +460,33 @@ mod tests {
 
     fn at(seconds: i64) -> Option<Timestamp> {
         Timestamp::from_second(seconds).ok()
+    }
+
+    fn created(name: &str, uid: &str, succeeded: bool) -> Job {
+        let mut job: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "uid": uid, "labels": {keys::TEMPLATE: "t"}},
+            "spec": {"template": {}},
+        }))
+        .expect("job");
+        if succeeded {
+            job.status = serde_json::from_value(serde_json::json!({
+                "conditions": [{"type": "Complete", "status": "True"}]
+            }))
+            .ok();
+        }
+        job
+    }
+
+    #[test]
+    fn a_job_created_again_under_its_name_replaces_the_old_record_and_the_same_job_does_not() {
+        let index = JobIndex::new("ns");
+        index.observe_created(&created("k-1", "old", true));
+        assert_eq!(index.view("k-1").map(|v| v.state), Some(JobState::Succeeded));
+        index.observe_created(&created("k-1", "new", false));
+        assert_eq!(index.record("k-1").and_then(|r| r.uid).as_deref(), Some("new"), "another Job: replaced");
+        assert_eq!(index.view("k-1").map(|v| v.state), Some(JobState::Pending));
+        index.observe_created(&created("k-1", "new", true));
+        assert_eq!(index.view("k-1").map(|v| v.state), Some(JobState::Pending), "the watch's record stays");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod index;
 pub mod logs;
+pub mod remote;
 pub mod state;
 pub mod view;
 

@@ -235,7 +235,9 @@ impl TemplateStore {
         }
     }
 
-    fn mark_synced(&self, config_map: &str) {
+    /// Records that `config_map` has been listed (or found absent); the store is synced once all
+    /// have.
+    pub(crate) fn mark_synced(&self, config_map: &str) {
         let all = {
             let mut state = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
             if !state.synced.iter().any(|c| c == config_map) {
