@@ -18,7 +18,6 @@ use serde_json::Value;
 pub struct Received {
     pub method: String,
     pub path: String,
-    pub query: String,
     pub body: Value,
 }
 
@@ -38,7 +37,6 @@ pub fn client(answer: Answer) -> (kube::Client, Arc<Mutex<Vec<Received>>>) {
             let received = Received {
                 method: parts.method.to_string(),
                 path: parts.uri.path().to_string(),
-                query: parts.uri.query().unwrap_or_default().to_string(),
                 body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             };
             let (status, json) = answer(&received);
