@@ -23,7 +23,7 @@ use crate::{
     sqs::{
         self,
         dead_letter::DeadLetter,
-        dispatch::{DispatchSettings, Dispatcher},
+        dispatch::{DispatchSettings, Dispatcher, SqsQueue},
         scale::{ScalePoller, ScaleSettings},
     },
     telemetry::Metrics,
@@ -123,9 +123,9 @@ async fn sqs_worker(args: &SqsArgs, launcher: &Launcher, metrics: &Metrics) -> R
                 template: args.sqs_template.clone(),
                 visibility: args.sqs_visibility_timeout,
                 wait: args.sqs_wait_time,
-                max_hold: Duration::from_secs(60),
             };
-            let dispatcher = Dispatcher::new(client, launcher.clone(), settings, dead_letter, metrics.clone());
+            let queue = SqsQueue::new(client, &settings, dead_letter);
+            let dispatcher = Dispatcher::new(queue, launcher.clone(), settings, metrics.clone());
             Ok(Some(SqsWorker::Dispatch(Arc::new(dispatcher), args.sqs_concurrency)))
         }
         SqsMode::Scale => {

@@ -59,3 +59,42 @@ pub fn status(code: u16, reason: &str, message: &str) -> Value {
         "code": code, "reason": reason, "message": message,
     })
 }
+
+/// A launcher serving `templates` (ConfigMap key, text) with `caps`, whose API server is the fake
+/// one `answer` runs; its template store and Job index count as loaded.
+pub fn launcher(
+    answer: Answer,
+    caps: crate::admission::Caps,
+    templates: &[(&str, &str)],
+) -> (crate::launch::Launcher, Arc<Mutex<Vec<Received>>>) {
+    use crate::{
+        jobs::JobIndex,
+        launch::{LaunchSettings, Launcher},
+        leader::Leadership,
+        telemetry::Metrics,
+        template::TemplateStore,
+    };
+    let (client, log) = client(answer);
+    let metrics = Metrics::new();
+    let store = TemplateStore::new("ns", vec!["job-template-cm".into()], metrics.clone());
+    let data = templates.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    store.apply_config_map("job-template-cm", &data);
+    store.mark_synced("job-template-cm");
+    let index = JobIndex::new("ns");
+    index.mark_synced();
+    let settings = LaunchSettings {
+        instance: "default".into(),
+        caps,
+        default_template: "t".into(),
+        default_ttl_seconds: 3600,
+        timeout: std::time::Duration::from_secs(2),
+    };
+    (Launcher::new(client, "ns", store, index, settings, metrics, Leadership::never()), log)
+}
+
+/// What the API server answers to a create that lands: the Job sent, with a UID.
+pub fn created(request: &Received) -> (u16, Value) {
+    let mut job = request.body.clone();
+    job["metadata"]["uid"] = Value::from(format!("uid-{}", job["metadata"]["name"].as_str().unwrap_or_default()));
+    (201, job)
+}

@@ -148,6 +148,26 @@ impl Launcher {
         (self.queue_counts().0 >= u64::from(max)).then_some(QUEUE_FULL_RETRY)
     }
 
+    /// How many more Jobs can be created now without the queue refusing them (`--max-queued`,
+    /// less the launches in progress); None without a queue limit. Sources that cannot give
+    /// their input back without cost (SQS: every receive counts towards a redrive policy) take
+    /// no more than this.
+    pub fn launch_room(&self) -> Option<u64> {
+        let max = self.inner.settings.caps.max_queued?;
+        let reserved = self.inner.reserved.load(std::sync::atomic::Ordering::SeqCst);
+        Some(u64::from(max).saturating_sub(self.queue_counts().0 + reserved))
+    }
+
+    /// The name of the Job `request` would make, if one by that name exists (the index, else the
+    /// API server): whether a message that keeps coming back has launched after all.
+    pub async fn existing_job(&self, request: &LaunchRequest, origin: &Origin) -> Result<Option<String>> {
+        let prepared = self.prepare(request, origin)?;
+        if self.inner.jobs.record(&prepared.name).is_some() {
+            return Ok(Some(prepared.name));
+        }
+        Ok(self.fetch(&prepared.name).await?.map(|r| r.name))
+    }
+
     /// How many more Jobs would be admitted now; None without a global cap.
     pub fn admission_room(&self) -> Option<u64> {
         let max = self.inner.settings.caps.max_active?;
@@ -572,28 +592,11 @@ mod tests {
 
     /// A launcher with the seed template loaded, talking to a fake API server that `answer` runs.
     fn launcher_answered_by(answer: fake_apiserver::Answer) -> (Launcher, Arc<std::sync::Mutex<Vec<Received>>>) {
-        let (client, log) = fake_apiserver::client(answer);
-        let metrics = Metrics::new();
-        let store = TemplateStore::new("ns", vec!["job-template-cm".into()], metrics.clone());
-        store.apply_config_map("job-template-cm", &BTreeMap::from([("t.yaml".to_string(), SEED.to_string())]));
-        store.mark_synced("job-template-cm");
-        let index = JobIndex::new("ns");
-        index.mark_synced();
-        let settings = LaunchSettings {
-            instance: "default".into(),
-            caps: Caps::default(),
-            default_template: "t".into(),
-            default_ttl_seconds: 3600,
-            timeout: Duration::from_secs(2),
-        };
-        (Launcher::new(client, "ns", store, index, settings, metrics, Leadership::never()), log)
+        fake_apiserver::launcher(answer, Caps::default(), &[("t.yaml", SEED)])
     }
 
-    /// The created Job as the API server would answer it: the request's body with a UID.
     fn created(r: &Received) -> (u16, Value) {
-        let mut job = r.body.clone();
-        job["metadata"]["uid"] = Value::from("uid-1");
-        (201, job)
+        fake_apiserver::created(r)
     }
 
     fn exists() -> (u16, Value) {

@@ -339,3 +339,51 @@ async fn fault_leader_hang_hands_over_without_two_leaders() {
         stats.max_active
     );
 }
+
+/// A long queue under a redrive policy: maxReceiveCount 2, visibility 5 s, one Job active and one
+/// queued at most, Jobs that run 40 s, eight messages. Messages wait minutes for room; none may
+/// be dead-lettered (each receive counts towards the policy) or launched twice.
+#[tokio::test]
+async fn fault_long_queue_under_a_redrive_policy() {
+    let ns = TestNamespace::create("fault-redrive").await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("fake.yaml", FAKE)]).await;
+    let observer = support::JobObserver::start(&ns).await;
+    let queue = TestQueue::with_max_receives("fault-redrive", 2).await;
+    let bodies: Vec<String> = (0..8)
+        .map(|i| json!({"template": "fake", "params": {"duration": "40s"}, "labels": {"n": i.to_string()}}).to_string())
+        .collect();
+    let ids = queue.send_all(&bodies).await;
+    let mut args = sqs_flags(&queue.url);
+    args.extend(
+        ["--max-active", "1", "--max-queued", "1", "--sqs-visibility-timeout", "5s", "--sqs-wait-time", "1s"]
+            .map(String::from),
+    );
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _app = TestApp::start(&ns.name, &argv).await.ready().await;
+    wait_until(Duration::from_secs(480), "all eight messages launched and the queue empty", || async {
+        job_count(&ns).await >= 8 && queue.depth_of(&queue.url).await == 0
+    })
+    .await;
+    let dead = queue.dead_letters().await;
+    let jobs =
+        Api::<Job>::namespaced(ns.client.clone(), &ns.name).list(&ListParams::default()).await.expect("jobs").items;
+    let mut launched: Vec<String> = jobs
+        .iter()
+        .filter_map(|j| j.metadata.annotations.as_ref()?.get("job-launcher.dev/sqs-message-id").cloned())
+        .collect();
+    launched.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    let stats = observer.stats();
+    eprintln!(
+        "long queue under a redrive policy: {} launched, {} admitted so far, active peak {}, {} dead-lettered, {} duplicated",
+        jobs.len(),
+        stats.started.len(),
+        stats.max_active,
+        dead.len(),
+        jobs.len() - launched.iter().collect::<std::collections::BTreeSet<_>>().len()
+    );
+    assert!(dead.is_empty(), "good messages dead-lettered: {dead:?}");
+    assert_eq!(launched, expected, "one Job per message, none twice");
+    assert!(stats.max_active <= 1, "{stats:?}");
+}

@@ -33,7 +33,7 @@ pub fn sqs_flags(queue_url: &str) -> Vec<String> {
 }
 
 /// A queue of the test's own on the local SQS server, redriving to its own dead-letter queue
-/// after 3 receives; both deleted when dropped.
+/// (after 3 receives, unless said otherwise); both deleted when dropped.
 pub struct TestQueue {
     pub sqs: aws_sdk_sqs::Client,
     pub url: String,
@@ -42,6 +42,11 @@ pub struct TestQueue {
 
 impl TestQueue {
     pub async fn create(prefix: &str) -> Self {
+        Self::with_max_receives(prefix, 3).await
+    }
+
+    /// A queue whose redrive policy moves a message received more than `max_receives` times.
+    pub async fn with_max_receives(prefix: &str, max_receives: u32) -> Self {
         let sqs = sqs_client().await;
         let name = format!("t-{prefix}-{}", random_suffix());
         let dlq =
@@ -59,7 +64,8 @@ impl TestQueue {
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
             .expect("dlq arn");
-        let policy = serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": "3" }).to_string();
+        let policy =
+            serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receives.to_string() }).to_string();
         let url = sqs
             .create_queue()
             .queue_name(&name)
