@@ -92,9 +92,15 @@ YAML
   started_any=true
 fi
 
+# kwok's Logs CRD: a Logs object named after a pod gives that one pod a log file of its own (tests
+# write and append to it); kwok watches these objects only if the CRD is there when it starts.
+kubectl apply -f "$HACK_DIR/kwok/logs-crd.yaml" >/dev/null
+wait_for "the kwok Logs CRD" 30 kubectl wait --for=condition=Established crd/logs.kwok.x-k8s.io --timeout=2s
+
 if ! proc_running kwok; then
   mkdir -p "$LOCAL_DIR/kwok/home"
-  # Every fake container's log: CRI log lines, served by kwok as the kubelet's log endpoint.
+  # Every fake container's log: CRI log lines, served by kwok as the kubelet's log endpoint. A pod
+  # with a Logs object of its own (see hack/kwok/logs-crd.yaml) reads that object's file instead.
   printf '%s stdout F Hello\n%s stdout F from a fake node\n' "2026-01-01T00:00:00.000000000Z" "2026-01-01T00:00:00.100000000Z" \
     > "$LOCAL_DIR/kwok/container.log"
   {
@@ -127,7 +133,8 @@ YAML
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --node-ip=127.0.0.1 --node-port="$KWOK_PORT" --server-address="127.0.0.1:$KWOK_PORT" \
     --tls-cert-file="$PKI_DIR/kwok.crt" --tls-private-key-file="$PKI_DIR/kwok.key" \
-    --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
+    --cidr=10.244.0.0/16 --node-lease-duration-seconds=40 \
+    --enable-crds=Logs
   started_any=true
 fi
 

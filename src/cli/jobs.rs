@@ -338,10 +338,24 @@ pub async fn logs(command: LogsCommand) -> Result<(), CliError> {
             Err(e) => return Err(e),
         }
     };
-    let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| client.transport_error(&e))?;
-        stdout(&String::from_utf8_lossy(&chunk))?;
+    let body = response.bytes_stream().map(|chunk| chunk.map_err(|e| client.transport_error(&e)));
+    copy_log(body, &mut std::io::stdout()).await
+}
+
+/// Writes a log's chunks to `out` byte for byte as they come, as `kubectl logs` does: a character
+/// split across two chunks comes out whole once its second half is written (decoding each chunk
+/// on its own would turn both halves into U+FFFD), and a log that is not UTF-8 comes out as the
+/// container wrote it.
+async fn copy_log<S>(mut chunks: S, out: &mut impl std::io::Write) -> Result<(), CliError>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, CliError>> + Unpin,
+{
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        out.write_all(&chunk).and_then(|()| out.flush()).map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::BrokenPipe,
+            _ => CliError::Unexpected(format!("cannot write to standard output: {e}")),
+        })?;
     }
     Ok(())
 }
@@ -361,6 +375,27 @@ mod tests {
             "finishedAt": null, "message": null, "labels": {"team": "odd"},
             "pods": [{"name": "fake-abc-x", "phase": "Running", "node": "kwok-node-1", "exitCode": null, "reason": null}]
         })
+    }
+
+    #[tokio::test]
+    async fn a_log_character_split_across_chunks_comes_out_whole() {
+        // "é" is 0xC3 0xA9 and "✓" 0xE2 0x9C 0x93: each split between two chunks.
+        let text = "café ✓ done\n";
+        let bytes = text.as_bytes();
+        let (e, check) = (text.find('é').unwrap_or_default(), text.find('✓').unwrap_or_default());
+        let cuts = [0, e + 1, check + 1, check + 2, bytes.len()];
+        let chunks: Vec<Result<bytes::Bytes, CliError>> =
+            cuts.windows(2).map(|w| Ok(bytes::Bytes::copy_from_slice(&bytes[w[0]..w[1]]))).collect();
+        assert_eq!(chunks.len(), 4);
+        let mut out = Vec::new();
+        copy_log(futures::stream::iter(chunks), &mut out).await.expect("copied");
+        assert_eq!(String::from_utf8(out).expect("UTF-8"), text);
+
+        // Bytes that are not UTF-8 pass as they are.
+        let mut out = Vec::new();
+        let raw = vec![Ok(bytes::Bytes::from_static(b"\xff\xfe ok\n"))];
+        copy_log(futures::stream::iter(raw), &mut out).await.expect("copied");
+        assert_eq!(out, b"\xff\xfe ok\n");
     }
 
     #[test]

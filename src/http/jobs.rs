@@ -7,7 +7,6 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures::StreamExt;
 
 use super::{
     auth::Caller,
@@ -208,8 +207,9 @@ pub async fn job_logs(
     let stream =
         crate::jobs::logs::pod_log(state.launcher.client().clone(), state.launcher.namespace(), &pod, &options).await?;
     let body = if options.follow {
-        // Ends the stream once the pod has ended, whether or not its node closes it.
-        Body::from_stream(stream.take_until(crate::jobs::logs::pod_ended(jobs.clone(), pod)))
+        // Ends when the node ends it, or (fake nodes never do) once the pod has ended and the
+        // stream has gone quiet: bytes written after the pod ended still come through.
+        Body::from_stream(crate::jobs::logs::follow_pod_log(stream, jobs.clone(), pod))
     } else {
         Body::from_stream(stream)
     };

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod cluster;
 pub mod expansion;
+pub mod fake_logs;
 pub mod observer;
 pub mod process;
 pub mod proxy;
@@ -19,6 +20,7 @@ pub mod sqs;
 
 pub use app::*;
 pub use cluster::*;
+pub use fake_logs::*;
 pub use observer::*;
 pub use process::*;
 pub use proxy::*;
