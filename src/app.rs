@@ -9,6 +9,7 @@ use tokio::{net::TcpListener, task::JoinSet};
 use crate::{
     admission::{Admission, Caps, KubeUnsuspend},
     config::{AuthMode, HttpArgs, KubeArgs, ServeArgs, SqsArgs, SqsMode},
+    health::Health,
     http::{
         self, AppState, RequestLimits,
         auth::{Authenticator, TokenFile},
@@ -91,6 +92,7 @@ pub struct Application {
     request_limits: RequestLimits,
     connection_limits: ConnectionLimits,
     grace: Duration,
+    shutdown_delay: Duration,
     sqs: Option<SqsWorker>,
     elector: LeaderElector,
     admission: Admission,
@@ -254,7 +256,7 @@ impl Application {
         Ok(Self {
             api_listener,
             admin_listener,
-            state: AppState { launcher, metrics },
+            state: AppState { launcher, metrics, health: Health::new(args.kube.watch_failure_bound) },
             client,
             store,
             index,
@@ -271,6 +273,7 @@ impl Application {
                 ..ConnectionLimits::default()
             },
             grace: args.http.shutdown_grace,
+            shutdown_delay: args.http.shutdown_delay,
             sqs: sqs_source,
             elector,
             admission,
@@ -293,80 +296,175 @@ impl Application {
         self.admin_listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish
-    /// within the grace period, and returns.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let mut background = JoinSet::new();
-        background.spawn(self.store.clone().run(self.client.clone()));
-        background.spawn(self.index.clone().run(self.client.clone()));
-        if let Some(Authenticator::TokenFile(tokens)) = self.auth.clone() {
-            background.spawn(tokens.watch());
-        }
+    /// Serves until `shutdown` resolves, or until a task the launcher cannot run without ends
+    /// (a watch, admission, the Lease, an SQS consumer, a listener): then `/healthz` fails and the
+    /// result is an error, for the process to exit non-zero. On shutdown, `/readyz` turns false
+    /// first; after `--shutdown-delay` the listeners close, and in-flight work has
+    /// `--shutdown-grace` to finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), TaskEnded> {
+        let health = self.state.health.clone();
         let tls = match &self.tls {
-            Some(certificate) => {
-                background.spawn(certificate.clone().watch());
-                match certificate.server_config() {
-                    Ok(config) => Some(tokio_rustls::TlsAcceptor::from(config)),
-                    Err(error) => {
-                        tracing::error!(%error, "cannot serve TLS");
-                        return;
-                    }
-                }
-            }
+            Some(certificate) => match certificate.server_config() {
+                Ok(config) => Some(tokio_rustls::TlsAcceptor::from(config)),
+                Err(error) => return Err(TaskEnded(format!("cannot serve TLS: {error}"))),
+            },
             None => None,
         };
-
         let (api_addr, admin_addr) = (self.api_addr(), self.admin_addr());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        // Workers that must finish their in-flight work on shutdown, within the grace period.
-        let mut workers = JoinSet::new();
-        // The elector releases the lease on shutdown, so another replica takes over at once.
-        workers.spawn(self.elector.run(stop_rx.clone()));
-        workers.spawn(self.admission.run(stop_rx.clone()));
-        match self.sqs {
-            Some(SqsWorker::Dispatch(dispatcher, concurrency)) => {
-                workers.spawn(dispatcher.run(concurrency, stop_rx.clone()));
-            }
-            Some(SqsWorker::Scale(poller)) => {
-                workers.spawn(poller.run(stop_rx.clone()));
-            }
-            None => {}
-        }
-        let stopped = move || {
+        let stopped = || {
             let mut rx = stop_rx.clone();
             async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
+        let mut tasks = Supervised::default();
+        // Watches and reloaders: they run until the process stops.
+        tasks.spawn("template watch", self.store.clone().run(self.client.clone(), health.clone()));
+        tasks.spawn("Job and pod watches", self.index.clone().run(self.client.clone(), health.clone()));
+        if let Some(Authenticator::TokenFile(tokens)) = self.auth.clone() {
+            tasks.spawn("token file reloader", tokens.watch());
+        }
+        if let Some(certificate) = &self.tls {
+            tasks.spawn("TLS certificate reloader", certificate.clone().watch());
+        }
+        // Workers that finish their in-flight work on shutdown, within the grace period. The
+        // elector releases the lease then, so another replica takes over at once.
+        tasks.spawn_worker("leader election", self.elector.run(stop_rx.clone()));
+        tasks.spawn_worker("admission", self.admission.run(stop_rx.clone()));
+        match self.sqs {
+            Some(SqsWorker::Dispatch(dispatcher, concurrency)) => {
+                tasks.spawn_worker("SQS dispatch", dispatcher.run(concurrency, stop_rx.clone()));
+            }
+            Some(SqsWorker::Scale(poller)) => tasks.spawn_worker("SQS scale poller", poller.run(stop_rx.clone())),
+            None => {}
+        }
         let api_router = http::with_limits(
             http::api_router(self.state.clone(), self.auth.clone(), self.guard.clone()),
             self.request_limits,
             self.state.metrics.clone(),
         );
-        let api = http::server::serve(self.api_listener, api_router, self.connection_limits, tls, stopped());
-        let admin = http::server::serve(
-            self.admin_listener,
-            http::admin::router(self.state.clone()),
-            self.connection_limits,
-            None,
-            stopped(),
+        let limits = self.connection_limits;
+        tasks.spawn_worker("API listener", http::server::serve(self.api_listener, api_router, limits, tls, stopped()));
+        let admin_router = http::admin::router(self.state.clone());
+        tasks.spawn_worker(
+            "admin listener",
+            http::server::serve(self.admin_listener, admin_router, limits, None, stopped()),
         );
         tracing::info!(api = %api_addr, admin = %admin_addr, "serving");
-        let servers = async move {
-            tokio::join!(api, admin, async { while workers.join_next().await.is_some() {} });
+
+        let mut shutdown = std::pin::pin!(shutdown);
+        let outcome = tokio::select! {
+            ended = tasks.next_unexpected_end() => Err(ended),
+            () = &mut shutdown => Ok(()),
         };
-        let mut servers = std::pin::pin!(servers);
-        tokio::select! {
-            () = &mut servers => {}
-            () = shutdown => {
-                tracing::info!(grace = ?self.grace, "shutting down: no new connections or messages; finishing in-flight work");
-                let _ = stop_tx.send(true);
-                if tokio::time::timeout(self.grace, &mut servers).await.is_err() {
-                    tracing::warn!("in-flight requests did not finish within the grace period");
-                }
+        match &outcome {
+            Ok(()) => {
+                health.start_draining();
+                tracing::info!(delay = ?self.shutdown_delay, grace = ?self.grace, "shutting down: readiness off; listeners close after the delay, then in-flight work has the grace period");
+                tokio::time::sleep(self.shutdown_delay).await;
+            }
+            Err(TaskEnded(reason)) => {
+                tracing::error!(%reason, "a task the launcher needs ended; stopping");
+                health.break_with(reason.clone());
+                health.start_draining();
             }
         }
-        background.shutdown().await;
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(self.grace, tasks.workers_done()).await.is_err() {
+            tracing::warn!("in-flight work did not finish within the grace period");
+        }
+        tasks.abort_all().await;
         tracing::info!("stopped");
+        outcome
+    }
+}
+
+/// A task the launcher needs ended (or panicked) while it was not stopping.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TaskEnded(pub String);
+
+/// The launcher's tasks, by name: watches that run until the process stops, and workers that
+/// finish on the stop signal. Any that ends before the stop is an error.
+#[derive(Default)]
+struct Supervised {
+    watches: JoinSet<&'static str>,
+    workers: JoinSet<&'static str>,
+    names: std::collections::HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Supervised {
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = self.watches.spawn(named(name, task));
+        self.names.insert(handle.id(), name);
+    }
+
+    fn spawn_worker(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = self.workers.spawn(named(name, task));
+        self.names.insert(handle.id(), name);
+    }
+
+    /// Resolves when a task ends, which before the stop is never expected: says which and how.
+    async fn next_unexpected_end(&mut self) -> TaskEnded {
+        let ended = tokio::select! {
+            Some(ended) = self.watches.join_next() => ended,
+            Some(ended) = self.workers.join_next() => ended,
+            else => return std::future::pending().await,
+        };
+        match ended {
+            Ok(name) => TaskEnded(format!("{name} ended unexpectedly")),
+            Err(error) => {
+                let name = self.names.get(&error.id()).copied().unwrap_or("a task");
+                let how = if error.is_panic() { "panicked" } else { "was cancelled" };
+                TaskEnded(format!("{name} {how}"))
+            }
+        }
+    }
+
+    /// Resolves once every worker has finished (after the stop signal).
+    async fn workers_done(&mut self) {
+        while self.workers.join_next().await.is_some() {}
+    }
+
+    async fn abort_all(&mut self) {
+        self.workers.shutdown().await;
+        self.watches.shutdown().await;
+    }
+}
+
+async fn named(name: &'static str, task: impl Future<Output = ()>) -> &'static str {
+    task.await;
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_ends_or_panics_before_the_stop_is_named() {
+        let mut tasks = Supervised::default();
+        tasks.spawn("a watch", std::future::pending());
+        tasks.spawn_worker("admission", async {});
+        assert_eq!(tasks.next_unexpected_end().await.0, "admission ended unexpectedly");
+
+        let mut tasks = Supervised::default();
+        tasks.spawn("Job and pod watches", async { panic!("bug") });
+        assert_eq!(tasks.next_unexpected_end().await.0, "Job and pod watches panicked");
+    }
+
+    #[tokio::test]
+    async fn workers_are_awaited_on_the_stop_and_watches_aborted() {
+        let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+        let mut tasks = Supervised::default();
+        tasks.spawn("watch", std::future::pending());
+        tasks.spawn_worker("worker", async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        stop_tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), tasks.workers_done()).await.expect("the worker finishes");
+        tasks.abort_all().await;
+        assert!(tasks.watches.is_empty());
     }
 }

@@ -189,6 +189,11 @@ pub struct HttpArgs {
     #[arg(long, env = "JOB_LAUNCHER_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
 
+    /// After SIGTERM, how long the launcher keeps serving with /readyz false before it closes its
+    /// listeners, so that load balancers and Service endpoints stop sending to it first (0: none).
+    #[arg(long, env = "JOB_LAUNCHER_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
     /// How long in-flight requests may take to finish after SIGTERM (0: none).
     #[arg(long, env = "JOB_LAUNCHER_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

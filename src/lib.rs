@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 #[cfg(test)]
 mod fake_apiserver;
+pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod keys;

@@ -56,10 +56,13 @@ async fn run(cli: Cli) -> ExitCode {
                 Application::build(*args, clients, namespace).await
             };
             match started.await {
-                Ok(app) => {
-                    app.run_until_stopped(shutdown_signal()).await;
-                    ExitCode::SUCCESS
-                }
+                Ok(app) => match app.run_until_stopped(shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        tracing::error!(%error, "stopped because a task it needs ended");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(error) => {
                     tracing::error!(%error, "cannot start");
                     ExitCode::FAILURE

@@ -28,16 +28,35 @@ async fn fault_apiserver_stopped_for_10s_during_an_sqs_burst() {
     let bodies: Vec<String> = (0..200).map(|i| json!({"jobId": format!("job-{i}")}).to_string()).collect();
     queue.send_all(&bodies).await;
     let mut args = sqs_flags(&queue.url);
-    args.extend(["--sqs-template", "fake", "--sqs-wait-time", "1s", "--sqs-concurrency", "1"].map(String::from));
+    args.extend(
+        ["--sqs-template", "fake", "--sqs-wait-time", "1s", "--sqs-concurrency", "1", "--watch-failure-bound", "3s"]
+            .map(String::from),
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let app = TestApp::start(&ns.name, &args).await.ready().await;
+    let readyz = || {
+        let (http, url) = (app.http.clone(), format!("{}/readyz", app.admin));
+        async move {
+            let r = http.get(url).send().await.expect("readyz");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
 
     wait_until(Duration::from_secs(60), "the burst to be under way", || async { job_count(&ns).await >= 20 }).await;
     let before = job_count(&ns).await;
     component(&["stop", "kube-apiserver"]).await;
     assert!(before < 200, "the outage must come mid-burst ({before} Jobs before it)");
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // The outage lasts 10 s (a fault, not a wait for a condition); within it, readiness turns
+    // false once the watches have failed for the 3 s bound.
+    let outage = tokio::time::Instant::now() + Duration::from_secs(10);
+    wait_until(Duration::from_secs(9), "readyz to name the failing watch", || async {
+        let (status, body) = readyz().await;
+        status == 503 && body.contains("failing for")
+    })
+    .await;
+    tokio::time::sleep_until(outage).await;
     component(&["recover"]).await;
+    wait_until(Duration::from_secs(60), "readyz to recover", || async { readyz().await.0 == 200 }).await;
 
     wait_until(Duration::from_secs(120), "every message launched and the queue empty", || async {
         job_count(&ns).await >= 200 && queue.depth_of(&queue.url).await == 0

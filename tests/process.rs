@@ -21,3 +21,24 @@ async fn sigterm_stops_the_launcher_cleanly_with_exit_code_0() {
     let http = reqwest::Client::new();
     assert!(http.get(format!("{}/readyz", launcher.admin)).send().await.is_err(), "the port is closed");
 }
+
+#[test]
+fn a_zero_where_it_would_spin_is_refused_at_start_with_a_clear_error() {
+    for (flag, value) in [
+        ("--admission-resync", "0"),
+        ("--sqs-poll-interval", "0s"),
+        ("--launch-timeout", "0ms"),
+        ("--leader-lease-duration", "0"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-job-launcher"))
+            .args(["serve", flag, value])
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && (stderr.contains("more than zero") || stderr.contains("at least")),
+            "{stderr}"
+        );
+    }
+}

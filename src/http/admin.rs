@@ -13,15 +13,31 @@ use crate::telemetry::StateLabels;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
 
+/// 200 while the process can do its work; 503 naming why not once a task it needs has ended
+/// (the process is then on its way out with a non-zero exit).
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.health.broken() {
+        None => "ok".into_response(),
+        Some(reason) => {
+            AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", "Unhealthy", reason).into_response()
+        }
+    }
+}
+
 /// 200 once the Job and pod watches have synced and the templates are loaded; 503 naming what is
 /// still missing until then.
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.health.is_draining() {
+        let detail = "shutting down: send requests to another replica";
+        return AppError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "Shutting down", detail)
+            .into_response();
+    }
     let waiting = state.not_ready();
     if waiting.is_empty() {
         "ready".into_response()

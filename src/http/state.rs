@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use crate::{
     admission,
     api::{JobState, JobView},
+    health::Health,
     launch::Launcher,
     telemetry::Metrics,
 };
@@ -14,6 +15,7 @@ use crate::{
 pub struct AppState {
     pub launcher: Launcher,
     pub metrics: Metrics,
+    pub health: Health,
 }
 
 impl AppState {
@@ -50,13 +52,16 @@ impl AppState {
     }
 
     /// What readiness still waits for; empty when ready.
-    pub fn not_ready(&self) -> Vec<&'static str> {
+    pub fn not_ready(&self) -> Vec<String> {
         let mut waiting = Vec::new();
         if !self.launcher.jobs().is_synced() {
-            waiting.push("the Job and pod watches to sync");
+            waiting.push("the Job and pod watches to sync".to_string());
         }
         if !self.launcher.templates().is_synced() {
-            waiting.push("the template ConfigMaps to load");
+            waiting.push("the template ConfigMaps to load".to_string());
+        }
+        for (watch, for_how_long) in self.health.failing_watches() {
+            waiting.push(format!("the {watch} watch, failing for {}s", for_how_long.as_secs()));
         }
         waiting
     }

@@ -23,6 +23,7 @@ use super::{
 };
 use crate::{
     api::{JobState, JobView},
+    health::Health,
     keys,
 };
 
@@ -262,13 +263,14 @@ impl JobIndex {
 
     /// Feeds the index from the API server until the future is dropped. Watch errors are logged
     /// and retried with backoff; a relist replaces the index's contents atomically.
-    pub async fn run(self, client: Client) {
+    pub async fn run(self, client: Client, health: Health) {
         let selector = keys::managed_selector();
         let jobs: Api<Job> = Api::namespaced(client.clone(), &self.inner.namespace);
         let pods: Api<Pod> = Api::namespaced(client, &self.inner.namespace);
         let config = watcher::Config::default().labels(&selector).page_size(LIST_PAGE_SIZE);
         let job_feed = self.clone().feed(
             "jobs",
+            &health,
             watcher(jobs, config.clone())
                 .default_backoff()
                 .map_ok(|e| map_event(e, |job| job_record(&job).map(Box::new))),
@@ -287,6 +289,7 @@ impl JobIndex {
         );
         let pod_feed = self.clone().feed(
             "pods",
+            &health,
             watcher(pods, config).default_backoff().map_ok(|e| map_event(e, |pod| pod_record(&pod))),
             &self.inner.pods_synced,
             |s, batch| {
@@ -310,9 +313,11 @@ impl JobIndex {
 
     /// Applies one watch stream's events. `replace` swaps in a complete relist; `apply` and
     /// `delete` handle single changes.
+    #[allow(clippy::too_many_arguments)]
     async fn feed<R>(
         self,
         what: &'static str,
+        health: &Health,
         stream: impl futures::Stream<Item = Result<watcher::Event<R>, watcher::Error>>,
         synced: &watch::Sender<bool>,
         replace: impl Fn(&mut IndexState, Vec<R>),
@@ -321,8 +326,21 @@ impl JobIndex {
     ) {
         let mut stream = std::pin::pin!(stream);
         let mut buffer: Vec<R> = Vec::new();
+        let mut failing = false;
         loop {
-            match stream.next().await {
+            let event = stream.next().await;
+            match (&event, failing) {
+                (Some(Err(_)), false) => {
+                    failing = true;
+                    health.watch_failed(what);
+                }
+                (Some(Ok(_)), true) => {
+                    failing = false;
+                    health.watch_recovered(what);
+                }
+                _ => {}
+            }
+            match event {
                 Some(Ok(watcher::Event::Init)) => buffer.clear(),
                 Some(Ok(watcher::Event::InitApply(r))) => buffer.push(r),
                 Some(Ok(watcher::Event::InitDone)) => {

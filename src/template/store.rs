@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use super::Template;
 use crate::{
     api::{ParameterView, TemplateSource, TemplateView, Validity},
+    health::Health,
     telemetry::{Metrics, OutcomeLabels, TemplateLabels},
 };
 
@@ -252,7 +253,7 @@ impl TemplateStore {
     }
 
     /// Watches every configured ConfigMap until the future is dropped.
-    pub async fn run(self, client: Client) {
+    pub async fn run(self, client: Client, health: Health) {
         let recorder = Recorder::new(
             client.clone(),
             Reporter { controller: "kube-job-launcher".into(), instance: std::env::var("HOSTNAME").ok() },
@@ -260,17 +261,23 @@ impl TemplateStore {
         let watches = self.inner.config_maps.clone().into_iter().map(|cm| {
             let store = self.clone();
             let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.inner.namespace);
-            let recorder = recorder.clone();
-            async move { store.watch_config_map(api, cm, recorder).await }
+            let (recorder, health) = (recorder.clone(), health.clone());
+            async move { store.watch_config_map(api, cm, recorder, health).await }
         });
         futures::future::join_all(watches).await;
     }
 
-    async fn watch_config_map(&self, api: Api<ConfigMap>, name: String, recorder: Recorder) {
+    async fn watch_config_map(&self, api: Api<ConfigMap>, name: String, recorder: Recorder, health: Health) {
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
         let mut seen_in_list = false;
+        let watch_name = format!("ConfigMap {name}");
+        let mut failing = false;
         while let Some(event) = stream.next().await {
+            if event.is_err() != failing {
+                failing = event.is_err();
+                if failing { health.watch_failed(&watch_name) } else { health.watch_recovered(&watch_name) }
+            }
             match event {
                 Ok(watcher::Event::Init) => seen_in_list = false,
                 Ok(watcher::Event::InitApply(cm) | watcher::Event::Apply(cm)) => {

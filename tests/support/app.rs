@@ -41,9 +41,16 @@ impl TestApp {
         let base = format!("http://{}", app.api_addr());
         let admin = format!("http://{}", app.admin_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(async move {
+            let ended = app
+                .run_until_stopped(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = ended {
+                panic!("the launcher stopped: {error}");
+            }
+        });
         Self { base, admin, http: reqwest::Client::new(), dispatcher, stop: Some(stop), task: Some(task) }
     }
 
