@@ -51,6 +51,8 @@ pub enum StartError {
     NoAuth(SocketAddr),
     #[error(transparent)]
     Tls(#[from] http::tls::TlsError),
+    #[error("cannot adopt the Jobs made before instances: {0}")]
+    Adopt(#[source] kube::Error),
 }
 
 /// The clients the launcher talks to Kubernetes with: one for everything, and one for the Lease
@@ -93,6 +95,7 @@ pub struct Application {
     connection_limits: ConnectionLimits,
     grace: Duration,
     shutdown_delay: Duration,
+    instance: String,
     sqs: Option<SqsWorker>,
     elector: LeaderElector,
     admission: Admission,
@@ -213,6 +216,11 @@ impl Application {
         let guard = BrowserGuard::new(auth.is_none(), args.http.allowed_hosts.clone(), tls.is_some());
         let version = client.apiserver_version().await.map_err(StartError::KubeUnreachable)?;
         tracing::info!(server = %version.git_version, %namespace, instance = %args.kube.instance, "connected to Kubernetes");
+        if args.kube.adopt_unlabelled_jobs {
+            crate::jobs::adopt::adopt_unlabelled(&client, &namespace, &args.kube.instance)
+                .await
+                .map_err(StartError::Adopt)?;
+        }
         let api_listener = bind(args.http.listen).await?;
         let admin_listener = bind(args.http.admin_listen).await?;
 
@@ -274,6 +282,7 @@ impl Application {
             },
             grace: args.http.shutdown_grace,
             shutdown_delay: args.http.shutdown_delay,
+            instance: args.kube.instance.clone(),
             sqs: sqs_source,
             elector,
             admission,
@@ -321,7 +330,10 @@ impl Application {
         let mut tasks = Supervised::default();
         // Watches and reloaders: they run until the process stops.
         tasks.spawn("template watch", self.store.clone().run(self.client.clone(), health.clone()));
-        tasks.spawn("Job and pod watches", self.index.clone().run(self.client.clone(), health.clone()));
+        tasks.spawn(
+            "Job and pod watches",
+            self.index.clone().run(self.client.clone(), self.instance.clone(), health.clone()),
+        );
         if let Some(Authenticator::TokenFile(tokens)) = self.auth.clone() {
             tasks.spawn("token file reloader", tokens.watch());
         }

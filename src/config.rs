@@ -100,6 +100,11 @@ pub struct KubeArgs {
     #[arg(long, env = "JOB_LAUNCHER_INSTANCE", default_value = "default", value_parser = parse_instance)]
     pub instance: String,
 
+    /// At start, label the launcher's Jobs (and pods) that carry no instance, made before
+    /// instances existed, with --instance. Only for a launcher alone in its namespace.
+    #[arg(long, env = "JOB_LAUNCHER_ADOPT_UNLABELLED_JOBS")]
+    pub adopt_unlabelled_jobs: bool,
+
     /// How long a watch (templates, Jobs, pods) may keep failing before /readyz says not ready;
     /// also how long admission waits for the templates to load before the caps recorded on Jobs
     /// apply.

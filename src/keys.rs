@@ -34,7 +34,7 @@ pub const ADMITTED_AT: &str = "job-launcher.dev/admitted-at";
 // The template's cap at launch is recorded on the Job under the template's own key, MAX_ACTIVE:
 // admission applies it while the template is not loaded.
 
-/// The label selector for everything the launcher manages.
-pub fn managed_selector() -> String {
-    format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
+/// The label selector for everything one launcher instance manages.
+pub fn managed_selector(instance: &str) -> String {
+    format!("{MANAGED_BY}={MANAGED_BY_VALUE},{INSTANCE}={instance}")
 }

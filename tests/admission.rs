@@ -350,3 +350,93 @@ async fn a_cancelled_job_keeps_its_slot_until_its_pods_are_gone() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn two_instances_in_one_namespace_each_hold_their_own_cap_and_lease() {
+    let ns = setup("instances", &[]).await;
+    let observer = JobObserver::start(&ns).await;
+    let a = TestApp::start(&ns.name, &["--instance", "team-a", "--leader-lease", "team-a-leader", "--max-active", "1"])
+        .await
+        .ready()
+        .await;
+    let b = TestApp::start(&ns.name, &["--instance", "team-b", "--leader-lease", "team-b-leader", "--max-active", "3"])
+        .await
+        .ready()
+        .await;
+    let queue = |app: &TestApp| {
+        let (http, url) = (app.http.clone(), app.url("/v1/queue"));
+        async move { http.get(url).send().await.expect("queue").json::<Value>().await.expect("json") }
+    };
+    wait_until(Duration::from_secs(20), "both to lead their own Lease", || async {
+        queue(&a).await["leader"] == true && queue(&b).await["leader"] == true
+    })
+    .await;
+    let (mut of_a, mut of_b) = (Vec::new(), Vec::new());
+    for _ in 0..6 {
+        let body = json!({"template": "fake", "params": {"duration": "1s"}});
+        of_a.push(name(&launch(&a.http, &a.base, body.clone()).await));
+        of_b.push(name(&launch(&b.http, &b.base, body).await));
+    }
+    let stats = observer.wait_finished(12, Duration::from_secs(90)).await;
+    assert_eq!(stats.max_active_by_instance.get("team-a"), Some(&1), "{stats:?}");
+    assert_eq!(stats.max_active_by_instance.get("team-b"), Some(&3), "{stats:?}");
+    let (replica_a, replica_b) = (queue(&a).await["replica"].clone(), queue(&b).await["replica"].clone());
+    for (job, by, _) in &stats.admissions {
+        let expected = if of_a.contains(job) { &replica_a } else { &replica_b };
+        assert_eq!(Some(by.as_str()), expected.as_str(), "{job} admitted by its own instance's leader");
+    }
+    let listed: Value = a.http.get(a.url("/v1/jobs?limit=100")).send().await.expect("list").json().await.expect("json");
+    let names: Vec<String> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|j| j["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(names.len(), 6, "an instance sees only its own Jobs");
+    assert!(names.iter().all(|n| of_a.contains(n)));
+    let foreign = a.http.get(a.url(&format!("/v1/jobs/{}", of_b[0]))).send().await.expect("get");
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND, "not even through the API server fallback");
+}
+
+/// Jobs as a launcher made them before instances existed: no instance label.
+async fn create_unlabelled_job(ns: &TestNamespace, name: &str, queued: bool) {
+    use kube_job_launcher::{api::LaunchRequest, launch, template::Template};
+    let template = Template::parse(
+        "fake",
+        kube_job_launcher::api::TemplateSource { config_map: "job-template-cm".into(), key: "fake.yaml".into() },
+        FAKE,
+    )
+    .expect("template");
+    let request = LaunchRequest {
+        params: [("duration".to_string(), kube_job_launcher::api::ParamValue::String("2s".into()))].into(),
+        ..LaunchRequest::default()
+    };
+    let origin = launch::Origin::new(launch::Source::Http, "anonymous");
+    let settings =
+        launch::JobSettings { namespace: &ns.name, instance: "x", default_ttl_seconds: 3600, globally_capped: queued };
+    let mut manifest = launch::prepare(&template, &request, &origin, &settings).expect("prepared").manifest;
+    manifest["metadata"]["name"] = json!(name);
+    for labels in ["/metadata/labels", "/spec/template/metadata/labels"] {
+        if let Some(map) = manifest.pointer_mut(labels).and_then(Value::as_object_mut) {
+            map.remove("job-launcher.dev/instance");
+        }
+    }
+    let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(manifest).expect("a Job");
+    ns.api::<k8s_openapi::api::batch::v1::Job>().create(&Default::default(), &job).await.expect("create");
+}
+
+#[tokio::test]
+async fn an_upgrade_adopts_the_jobs_made_before_instances() {
+    let ns = setup("adopt", &[]).await;
+    let observer = JobObserver::start(&ns).await;
+    create_unlabelled_job(&ns, "old-running", false).await;
+    for i in 0..3 {
+        create_unlabelled_job(&ns, &format!("old-queued-{i}"), true).await;
+    }
+    let app = TestApp::start(&ns.name, &["--max-active", "1", "--adopt-unlabelled-jobs"]).await.ready().await;
+    let stats = observer.wait_finished(4, Duration::from_secs(90)).await;
+    assert_eq!(stats.max_active, 1, "the running old Job counted against the cap: {stats:?}");
+    assert_eq!(stats.started[1..], ["old-queued-0", "old-queued-1", "old-queued-2"], "none stranded, in order");
+    let listed: Value = app.http.get(app.url("/v1/jobs")).send().await.expect("list").json().await.expect("json");
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(4), "all four are the launcher's now");
+}

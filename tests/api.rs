@@ -293,8 +293,13 @@ async fn bad_requests_get_specific_problems() {
     // earlier change in the namespace (a watch delivers in order), the foreign Job's included.
     let mut marker = foreign.clone();
     marker.metadata.name = Some("managed-marker".into());
-    marker.metadata.labels =
-        Some([("app.kubernetes.io/managed-by".to_string(), "kube-job-launcher".to_string())].into());
+    marker.metadata.labels = Some(
+        [
+            ("app.kubernetes.io/managed-by".to_string(), "kube-job-launcher".to_string()),
+            ("job-launcher.dev/instance".to_string(), "default".to_string()),
+        ]
+        .into(),
+    );
     jobs.create(&Default::default(), &marker).await.expect("create marker");
     wait_until(Duration::from_secs(30), "the launcher to see the marker", || async {
         app.http.get(app.url("/v1/jobs/managed-marker")).send().await.is_ok_and(|r| r.status() == StatusCode::OK)

@@ -263,8 +263,9 @@ impl JobIndex {
 
     /// Feeds the index from the API server until the future is dropped. Watch errors are logged
     /// and retried with backoff; a relist replaces the index's contents atomically.
-    pub async fn run(self, client: Client, health: Health) {
-        let selector = keys::managed_selector();
+    /// Feeds the index with the Jobs and pods of launcher instance `instance`.
+    pub async fn run(self, client: Client, instance: String, health: Health) {
+        let selector = keys::managed_selector(&instance);
         let jobs: Api<Job> = Api::namespaced(client.clone(), &self.inner.namespace);
         let pods: Api<Pod> = Api::namespaced(client, &self.inner.namespace);
         let config = watcher::Config::default().labels(&selector).page_size(LIST_PAGE_SIZE);

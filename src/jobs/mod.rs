@@ -1,6 +1,7 @@
 //! The Jobs the launcher manages: their compact records and state ([`state`]), the API's view
 //! of them ([`view`]), the watch-fed index ([`index`]), and the pod log stream ([`logs`]).
 
+pub mod adopt;
 pub mod index;
 pub mod logs;
 pub mod remote;

@@ -14,6 +14,7 @@ pub struct JobStats {
     pub started: Vec<String>,
     pub max_active: usize,
     pub max_active_by_template: std::collections::BTreeMap<String, usize>,
+    pub max_active_by_instance: std::collections::BTreeMap<String, usize>,
     pub max_queued: usize,
     pub finished: usize,
     /// Every admission as first seen: the Job, the replica that admitted it (its
@@ -39,6 +40,7 @@ impl JobObserver {
         let task = tokio::spawn(async move {
             // name -> (template, suspended, finished)
             let mut jobs: std::collections::BTreeMap<String, (String, bool, bool)> = Default::default();
+            let mut instances: std::collections::BTreeMap<String, String> = Default::default();
             let mut ready = Some(ready_tx);
             let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
             while let Ok(Some(event)) = stream.try_next().await {
@@ -58,13 +60,10 @@ impl JobObserver {
                     jobs.remove(&name);
                     continue;
                 }
-                let template = job
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("job-launcher.dev/template"))
-                    .cloned()
-                    .unwrap_or_default();
+                let label =
+                    |key: &str| job.metadata.labels.as_ref().and_then(|l| l.get(key)).cloned().unwrap_or_default();
+                let template = label("job-launcher.dev/template");
+                instances.insert(name.clone(), label("job-launcher.dev/instance"));
                 let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
                 let finished = job.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
                     cs.iter().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
@@ -93,6 +92,16 @@ impl JobObserver {
                 }
                 for (t, n) in by_template {
                     let max = stats.max_active_by_template.entry(t).or_default();
+                    *max = (*max).max(n);
+                }
+                let mut by_instance: std::collections::BTreeMap<String, usize> = Default::default();
+                for (name, (_, s, f)) in &jobs {
+                    if !s && !f {
+                        *by_instance.entry(instances.get(name).cloned().unwrap_or_default()).or_default() += 1;
+                    }
+                }
+                for (i, n) in by_instance {
+                    let max = stats.max_active_by_instance.entry(i).or_default();
                     *max = (*max).max(n);
                 }
                 let queued = jobs.values().filter(|(_, s, f)| *s && !f).count();
