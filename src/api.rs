@@ -81,10 +81,13 @@ pub enum JobState {
     Running,
     Succeeded,
     Failed,
+    /// Deleted before it finished (cancelled through the API, or deleted by anyone).
+    Cancelled,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 5] = [Self::Queued, Self::Pending, Self::Running, Self::Succeeded, Self::Failed];
+    pub const ALL: [JobState; 6] =
+        [Self::Queued, Self::Pending, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -93,21 +96,22 @@ impl JobState {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
+    /// A terminal state: nothing changes after it.
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
 }
 
 impl std::str::FromStr for JobState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| format!("unknown state {s:?} (states: queued, pending, running, succeeded, failed)"))
+        Self::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| {
+            format!("unknown state {s:?} (states: queued, pending, running, succeeded, failed, cancelled)")
+        })
     }
 }
 
@@ -135,6 +139,10 @@ pub struct JobView {
     pub finished_at: Option<Timestamp>,
     pub pods: Vec<PodView>,
     pub message: Option<String>,
+    /// The termination message of the pod that completed the Job (else of the last one that
+    /// failed): Kubernetes' own way for a container to return a small result (at most 4 KiB).
+    #[serde(default)]
+    pub result: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// For a queued Job, how many queued Jobs are admitted before it (0: next).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,6 +157,9 @@ pub struct PodView {
     pub node: Option<String>,
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
+    /// The container's termination message (`terminationMessagePath`).
+    #[serde(default)]
+    pub termination_message: Option<String>,
 }
 
 /// A page of Jobs, newest first.

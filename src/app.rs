@@ -16,6 +16,7 @@ use crate::{
         browser_guard::BrowserGuard,
         kube_auth::{KubernetesAuth, Permission},
         server::ConnectionLimits,
+        state::StreamSlots,
         tls::ReloadingCertificate,
     },
     jobs::JobIndex,
@@ -96,6 +97,8 @@ pub struct Application {
     grace: Duration,
     shutdown_delay: Duration,
     instance: String,
+    /// Set when the launcher stops: workers, listeners and streams end.
+    stop: tokio::sync::watch::Sender<bool>,
     sqs: Option<SqsWorker>,
     elector: LeaderElector,
     admission: Admission,
@@ -261,10 +264,18 @@ impl Application {
             args.kube.watch_failure_bound,
         );
         let sqs_source = sqs_worker(&args.sqs, &launcher, &metrics).await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         Ok(Self {
             api_listener,
             admin_listener,
-            state: AppState { launcher, metrics, health: Health::new(args.kube.watch_failure_bound) },
+            state: AppState {
+                launcher,
+                metrics,
+                health: Health::new(args.kube.watch_failure_bound),
+                stream_slots: StreamSlots::new(args.http.max_streams),
+                stop: stop_rx,
+            },
+            stop: stop_tx,
             client,
             store,
             index,
@@ -320,7 +331,7 @@ impl Application {
             None => None,
         };
         let (api_addr, admin_addr) = (self.api_addr(), self.admin_addr());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = (self.stop, self.state.stop.clone());
         let stopped = || {
             let mut rx = stop_rx.clone();
             async move {
@@ -344,6 +355,7 @@ impl Application {
         // elector releases the lease then, so another replica takes over at once.
         tasks.spawn_worker("leader election", self.elector.run(stop_rx.clone()));
         tasks.spawn_worker("admission", self.admission.run(stop_rx.clone()));
+        tasks.spawn_worker("queue events", http::streams::publish_queue_changes(self.state.clone(), stop_rx.clone()));
         match self.sqs {
             Some(SqsWorker::Dispatch(dispatcher, concurrency)) => {
                 tasks.spawn_worker("SQS dispatch", dispatcher.run(concurrency, stop_rx.clone()));

@@ -168,6 +168,11 @@ pub struct HttpArgs {
     #[arg(long, env = "JOB_LAUNCHER_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
     pub max_concurrent_requests: usize,
 
+    /// Most status streams (`/v1/events`, `/v1/jobs/{name}/events`) open at once; more get 503
+    /// with Retry-After. Streams do not count against --max-concurrent-requests.
+    #[arg(long, env = "JOB_LAUNCHER_MAX_STREAMS", default_value_t = 1024)]
+    pub max_streams: usize,
+
     /// Time a client has to send a request's line and headers.
     #[arg(long, env = "JOB_LAUNCHER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub header_read_timeout: Duration,

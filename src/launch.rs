@@ -407,6 +407,14 @@ impl Launcher {
         Ok(self.fetch(name).await?.map(|record| job_view(&self.inner.namespace, &record, &[])))
     }
 
+    /// As [`find`](Self::find), with the view's stream event id (see `jobs::events`).
+    pub async fn find_with_id(&self, name: &str) -> Result<Option<(JobView, u64)>> {
+        Ok(self.fetch(name).await?.map(|record| {
+            let id = record.event_id(&[]);
+            (job_view(&self.inner.namespace, &record, &[]), id)
+        }))
+    }
+
     async fn fetch(&self, name: &str) -> Result<Option<crate::jobs::JobRecord>> {
         let api: Api<Job> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
         let fetch = remote::fetch(&api, name, &self.inner.settings.instance);

@@ -127,13 +127,7 @@ pub async fn list_jobs(State(state): State<AppState>, query: QueryPairs) -> Resu
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(AppError::bad_request(format!("limit={limit}: between 1 and {MAX_LIST_LIMIT}")));
     }
-    let mut labels = Vec::new();
-    for selector in query.all("label").flat_map(|v| v.split(',')).filter(|s| !s.is_empty()) {
-        let (k, v) = selector
-            .split_once('=')
-            .ok_or_else(|| AppError::bad_request(format!("label={selector:?}: want key=value")))?;
-        labels.push((k.to_string(), v.to_string()));
-    }
+    let labels = label_pairs(&query)?;
     let filter = ListFilter {
         template: query.get("template").map(String::from),
         state: query.parse::<JobState>("state")?,
@@ -149,6 +143,18 @@ pub async fn list_jobs(State(state): State<AppState>, query: QueryPairs) -> Resu
         .map_err(|_| AppError::bad_request("continue: not a token this server gave out"))?;
     let items = state.with_queue_positions(page.items);
     Ok(JsonBody(JobList { items, continue_token: page.next }))
+}
+
+/// The `label=key=value` filters of a query (repeated, or separated with commas).
+pub fn label_pairs(query: &QueryPairs) -> Result<Vec<(String, String)>, AppError> {
+    let mut labels = Vec::new();
+    for selector in query.all("label").flat_map(|v| v.split(',')).filter(|s| !s.is_empty()) {
+        let (k, v) = selector
+            .split_once('=')
+            .ok_or_else(|| AppError::bad_request(format!("label={selector:?}: want key=value")))?;
+        labels.push((k.to_string(), v.to_string()));
+    }
+    Ok(labels)
 }
 
 /// Cancel a Job: deletes it and its pods (a queued Job leaves the queue).

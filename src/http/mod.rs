@@ -12,6 +12,7 @@ pub mod observe;
 pub mod queue;
 pub mod server;
 pub mod state;
+pub mod streams;
 pub mod templates;
 pub mod tls;
 
@@ -75,6 +76,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::launch, jobs::list_jobs))
         .routes(routes!(jobs::get_job, jobs::cancel_job))
         .routes(routes!(jobs::job_logs))
+        .routes(routes!(streams::job_events))
+        .routes(routes!(streams::all_events))
         .routes(routes!(templates::list_templates))
         .routes(routes!(templates::get_template))
         .routes(routes!(templates::render_template))

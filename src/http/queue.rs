@@ -3,13 +3,10 @@
 use axum::{Json, extract::State};
 
 use super::state::AppState;
-use crate::{admission, api::QueueView};
+use crate::api::QueueView;
 
 /// Queued and active Jobs, in all and per template, with the caps.
 #[utoipa::path(get, path = "/v1/queue", tag = "jobs", responses((status = 200, body = QueueView)))]
 pub async fn queue(State(state): State<AppState>) -> Json<QueueView> {
-    let launcher = &state.launcher;
-    let candidates = launcher.jobs().read(admission::candidates);
-    let caps = admission::template_caps(launcher.templates(), launcher.jobs());
-    Json(admission::queue_status(&candidates, launcher.settings().caps, &caps, launcher.leadership()))
+    Json(state.queue_view())
 }

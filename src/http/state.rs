@@ -2,9 +2,15 @@
 
 use std::collections::HashMap;
 
+use std::{sync::Arc, time::Duration};
+
+use axum::http::StatusCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use super::error::AppError;
 use crate::{
     admission,
-    api::{JobState, JobView},
+    api::{JobState, JobView, QueueView},
     health::Health,
     launch::Launcher,
     telemetry::Metrics,
@@ -16,6 +22,9 @@ pub struct AppState {
     pub launcher: Launcher,
     pub metrics: Metrics,
     pub health: Health,
+    pub stream_slots: StreamSlots,
+    /// Set when the launcher stops: streams end then.
+    pub stop: watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -51,6 +60,14 @@ impl AppState {
         })
     }
 
+    /// Queued and active Jobs, in all and per template, with the caps and the leader.
+    pub fn queue_view(&self) -> QueueView {
+        let launcher = &self.launcher;
+        let candidates = launcher.jobs().read(admission::candidates);
+        let caps = admission::template_caps(launcher.templates(), launcher.jobs());
+        admission::queue_status(&candidates, launcher.settings().caps, &caps, launcher.leadership())
+    }
+
     /// What readiness still waits for; empty when ready.
     pub fn not_ready(&self) -> Vec<String> {
         let mut waiting = Vec::new();
@@ -64,5 +81,30 @@ impl AppState {
             waiting.push(format!("the {watch} watch, failing for {}s", for_how_long.as_secs()));
         }
         waiting
+    }
+}
+
+/// How long a client refused for want of stream slots is asked to wait.
+const STREAMS_FULL_RETRY: Duration = Duration::from_secs(5);
+
+/// The slots for streams open at once.
+#[derive(Clone)]
+pub struct StreamSlots(Arc<Semaphore>);
+
+impl StreamSlots {
+    pub fn new(max: usize) -> Self {
+        Self(Arc::new(Semaphore::new(max)))
+    }
+
+    pub fn take(&self) -> Result<OwnedSemaphorePermit, AppError> {
+        self.0.clone().try_acquire_owned().map_err(|_| {
+            AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-streams",
+                "Too many streams",
+                "the launcher serves as many streams as --max-streams allows; retry shortly",
+            )
+            .retry_after(STREAMS_FULL_RETRY)
+        })
     }
 }

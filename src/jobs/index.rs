@@ -18,6 +18,7 @@ use kube::{
 use tokio::sync::watch;
 
 use super::{
+    events::JobEvents,
     state::{Finished, JobRecord, PodRecord},
     view::job_view,
 };
@@ -55,6 +56,15 @@ impl IndexState {
 
     pub fn state_of(&self, job: &JobRecord) -> JobState {
         job.state(&self.pods_of(&job.name))
+    }
+
+    /// The last view of a Job leaving the index, and its event id: one that had not finished was
+    /// cancelled (deleted before its end, by the launcher or anyone).
+    fn final_view(&self, namespace: &str, job: &JobRecord) -> (JobView, u64) {
+        let pods = self.pods_of(&job.name);
+        let mut last = job.clone();
+        last.deleting = true;
+        (job_view(namespace, &last, &pods), job.event_id(&pods))
     }
 
     fn insert_pod(&mut self, pod: PodRecord) {
@@ -126,6 +136,7 @@ struct Inner {
     changes: watch::Sender<u64>,
     jobs_synced: watch::Sender<bool>,
     pods_synced: watch::Sender<bool>,
+    events: JobEvents,
 }
 
 #[derive(Clone)]
@@ -146,6 +157,7 @@ impl JobIndex {
                 changes: watch::Sender::new(0),
                 jobs_synced: watch::Sender::new(false),
                 pods_synced: watch::Sender::new(false),
+                events: JobEvents::new(),
             }),
         }
     }
@@ -237,10 +249,12 @@ impl JobIndex {
     /// same name (a keyed relaunch after TTL cleanup) is replaced.
     pub fn observe_created(&self, job: &Job) {
         if let Some(record) = job_record(job) {
-            self.write(|s| match s.jobs.get(&record.name) {
-                Some(known) if known.uid == record.uid => {}
+            self.change(|s| match s.jobs.get(&record.name) {
+                Some(known) if known.uid == record.uid => Touched::default(),
                 _ => {
-                    s.jobs.insert(record.name.clone(), Box::new(record));
+                    let name = record.name.clone();
+                    s.jobs.insert(name.clone(), Box::new(record));
+                    Touched { jobs: vec![name], queue: true, ..Touched::default() }
                 }
             });
         }
@@ -276,16 +290,37 @@ impl JobIndex {
                 .default_backoff()
                 .map_ok(|e| map_event(e, |job| job_record(&job).map(Box::new))),
             &self.inner.jobs_synced,
-            |s, batch| s.jobs = batch.into_iter().flatten().map(|j| (j.name.clone(), j)).collect(),
-            |s, record| {
-                if let Some(r) = record {
-                    s.jobs.insert(r.name.clone(), r);
+            |s, batch, first| {
+                let fresh: HashMap<String, Box<JobRecord>> =
+                    batch.into_iter().flatten().map(|j| (j.name.clone(), j)).collect();
+                let mut touched = Touched::default();
+                if !first {
+                    for (name, job) in &fresh {
+                        if s.jobs.get(name).is_none_or(|old| old.resource_version != job.resource_version) {
+                            touched.jobs.push(name.clone());
+                        }
+                    }
+                    for (name, old) in &s.jobs {
+                        if !fresh.contains_key(name) {
+                            touched.buried.push(s.final_view(&self.inner.namespace, old));
+                        }
+                    }
                 }
+                s.jobs = fresh;
+                touched.queue = true;
+                touched
             },
             |s, record| {
-                if let Some(r) = record {
-                    s.jobs.remove(&r.name);
-                }
+                let Some(r) = record else { return Touched::default() };
+                let name = r.name.clone();
+                s.jobs.insert(name.clone(), r);
+                Touched { jobs: vec![name], queue: true, ..Touched::default() }
+            },
+            |s, record| {
+                let Some(r) = record else { return Touched::default() };
+                let buried = s.final_view(&self.inner.namespace, &r);
+                s.jobs.remove(&r.name);
+                Touched { buried: vec![buried], queue: true, ..Touched::default() }
             },
         );
         let pod_feed = self.clone().feed(
@@ -293,27 +328,39 @@ impl JobIndex {
             &health,
             watcher(pods, config).default_backoff().map_ok(|e| map_event(e, |pod| pod_record(&pod))),
             &self.inner.pods_synced,
-            |s, batch| {
+            |s, batch, first| {
+                let mut touched = Touched::default();
+                let fresh: Vec<PodRecord> = batch.into_iter().flatten().collect();
+                if !first {
+                    for pod in &fresh {
+                        if s.pods.get(&pod.name).is_none_or(|old| old.resource_version != pod.resource_version) {
+                            touched.jobs.push(pod.job.clone());
+                        }
+                    }
+                }
                 s.pods.clear();
                 s.pods_by_job.clear();
-                batch.into_iter().flatten().for_each(|p| s.insert_pod(p));
+                fresh.into_iter().for_each(|p| s.insert_pod(p));
+                touched
             },
             |s, record| {
-                if let Some(p) = record {
-                    s.insert_pod(p);
-                }
+                let Some(p) = record else { return Touched::default() };
+                let job = p.job.clone();
+                s.insert_pod(p);
+                Touched { jobs: vec![job], ..Touched::default() }
             },
             |s, record| {
-                if let Some(p) = record {
-                    s.remove_pod(&p.name);
-                }
+                let Some(p) = record else { return Touched::default() };
+                s.remove_pod(&p.name);
+                Touched { jobs: vec![p.job], ..Touched::default() }
             },
         );
         tokio::join!(job_feed, pod_feed);
     }
 
-    /// Applies one watch stream's events. `replace` swaps in a complete relist; `apply` and
-    /// `delete` handle single changes.
+    /// Applies one watch stream's events. `replace` swaps in a complete relist (told whether it is
+    /// the first); `apply` and `delete` handle single changes. Each says what it touched, for the
+    /// change events.
     #[allow(clippy::too_many_arguments)]
     async fn feed<R>(
         self,
@@ -321,9 +368,9 @@ impl JobIndex {
         health: &Health,
         stream: impl futures::Stream<Item = Result<watcher::Event<R>, watcher::Error>>,
         synced: &watch::Sender<bool>,
-        replace: impl Fn(&mut IndexState, Vec<R>),
-        apply: impl Fn(&mut IndexState, R),
-        delete: impl Fn(&mut IndexState, R),
+        replace: impl Fn(&mut IndexState, Vec<R>, bool) -> Touched,
+        apply: impl Fn(&mut IndexState, R) -> Touched,
+        delete: impl Fn(&mut IndexState, R) -> Touched,
     ) {
         let mut stream = std::pin::pin!(stream);
         let mut buffer: Vec<R> = Vec::new();
@@ -347,21 +394,65 @@ impl JobIndex {
                 Some(Ok(watcher::Event::InitDone)) => {
                     let batch = std::mem::take(&mut buffer);
                     let count = batch.len();
-                    self.write(|s| replace(s, batch));
+                    let first = !*synced.borrow();
+                    self.change(|s| replace(s, batch, first));
                     // The relist's pages and the replaced records are garbage now.
                     crate::memory::release_free_memory();
-                    if !*synced.borrow() {
+                    if first {
                         tracing::info!(%what, count, "index synced");
                     }
                     synced.send_replace(true);
                 }
-                Some(Ok(watcher::Event::Apply(r))) => self.write(|s| apply(s, r)),
-                Some(Ok(watcher::Event::Delete(r))) => self.write(|s| delete(s, r)),
+                Some(Ok(watcher::Event::Apply(r))) => self.change(|s| apply(s, r)),
+                Some(Ok(watcher::Event::Delete(r))) => self.change(|s| delete(s, r)),
                 Some(Err(error)) => tracing::warn!(%what, %error, "watch failed; retrying"),
                 None => return,
             }
         }
     }
+
+    /// Applies a change, then publishes the new views of the Jobs it touched (when a stream
+    /// listens) and the final views of those it removed (always: a late reader may ask).
+    fn change(&self, f: impl FnOnce(&mut IndexState) -> Touched) {
+        let touched = self.write(f);
+        let events = &self.inner.events;
+        for (view, id) in touched.buried {
+            events.bury(view, id);
+        }
+        if touched.queue {
+            events.queue_changed();
+        }
+        if !touched.jobs.is_empty() && events.has_listeners() {
+            let views: Vec<(JobView, u64)> = self.read(|s| {
+                touched
+                    .jobs
+                    .iter()
+                    .filter_map(|name| {
+                        let job = s.jobs.get(name)?;
+                        let pods = s.pods_of(name);
+                        Some((job_view(&self.inner.namespace, job, &pods), job.event_id(&pods)))
+                    })
+                    .collect()
+            });
+            for (view, id) in views {
+                events.publish(view, id);
+            }
+        }
+    }
+
+    /// The change events of this index's Jobs.
+    pub fn events(&self) -> &JobEvents {
+        &self.inner.events
+    }
+}
+
+/// What one change of the index touched: Jobs whose view may have changed, the final views of
+/// Jobs it removed, and whether the queue may have changed.
+#[derive(Default)]
+struct Touched {
+    jobs: Vec<String>,
+    buried: Vec<(JobView, u64)>,
+    queue: bool,
 }
 
 /// Reduces a watch event's object to a record as soon as it arrives.
@@ -416,6 +507,7 @@ pub fn job_record(job: &Job) -> Option<JobRecord> {
         requested_by: annotation(keys::REQUESTED_BY),
         uid: meta.uid.clone(),
         recorded_cap: annotation(keys::MAX_ACTIVE).and_then(|c| c.parse().ok()),
+        resource_version: resource_version(meta.resource_version.as_deref()),
         created_at,
         queued_at: parse_time(annotations.and_then(|a| a.get(keys::QUEUED_AT))).or(created_at),
         started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
@@ -444,6 +536,7 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
     let terminated: Vec<_> = containers.iter().filter_map(|c| c.state.as_ref()?.terminated.as_ref()).collect();
     let ended = terminated.iter().find(|t| t.exit_code != 0).or(terminated.first());
     let waiting = containers.iter().find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+    let message = ended.and_then(|t| t.message.clone()).or_else(|| terminated.iter().find_map(|t| t.message.clone()));
     Some(PodRecord {
         name: meta.name.clone()?,
         job,
@@ -463,7 +556,15 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
                     .and_then(|s| s.start_time.as_ref())
                     .map(|t| t.0)
             }),
+        termination_message: message,
+        resource_version: resource_version(meta.resource_version.as_deref()),
     })
+}
+
+/// A resourceVersion as a number: etcd's revision, which grows with every write. Kubernetes
+/// calls it opaque; an apiserver on etcd makes it this number. 0 when it is not one.
+pub fn resource_version(value: Option<&str>) -> u64 {
+    value.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! of them ([`view`]), the watch-fed index ([`index`]), and the pod log stream ([`logs`]).
 
 pub mod adopt;
+pub mod events;
 pub mod index;
 pub mod logs;
 pub mod remote;

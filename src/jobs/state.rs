@@ -33,6 +33,8 @@ pub struct JobRecord {
     pub uid: Option<String>,
     /// Its template's cap at launch (the `max-active` annotation on the Job).
     pub recorded_cap: Option<u32>,
+    /// The object's resourceVersion, as a number (etcd's revision); 0 when it is not one.
+    pub resource_version: u64,
     pub created_at: Option<Timestamp>,
     /// When the Job entered the queue (the annotation), else its creation.
     pub queued_at: Option<Timestamp>,
@@ -82,6 +84,9 @@ pub struct PodRecord {
     pub created_at: Option<Timestamp>,
     /// When its containers started running, if they have.
     pub running_since: Option<Timestamp>,
+    /// The termination message of the container that explains the pod's end.
+    pub termination_message: Option<String>,
+    pub resource_version: u64,
 }
 
 impl PodRecord {
@@ -108,6 +113,7 @@ impl JobRecord {
             requested_by: None,
             uid: None,
             recorded_cap: None,
+            resource_version: 0,
             created_at: None,
             queued_at: None,
             started_at: None,
@@ -121,10 +127,13 @@ impl JobRecord {
         }
     }
 
-    /// The Job's state, from its conditions, its suspension and its pods.
+    /// The Job's state, from its conditions, its deletion, its suspension and its pods.
     pub fn state(&self, pods: &[&PodRecord]) -> JobState {
         if let Some(finished) = &self.finished {
             return if finished.succeeded { JobState::Succeeded } else { JobState::Failed };
+        }
+        if self.deleting {
+            return JobState::Cancelled;
         }
         if self.suspended {
             return JobState::Queued;
@@ -142,6 +151,20 @@ impl JobRecord {
         self.finished.as_ref().and_then(|f| f.at)
     }
 
+    /// The Job's result: the termination message of the pod that completed it, else of the
+    /// last pod that failed.
+    pub fn result(&self, pods: &[&PodRecord]) -> Option<String> {
+        let completed = pods.iter().find(|p| p.phase == "Succeeded" && p.termination_message.is_some());
+        let failed = pods.iter().rev().find(|p| p.phase == "Failed" && p.termination_message.is_some());
+        completed.or(failed).and_then(|p| p.termination_message.clone())
+    }
+
+    /// The stream event id of the Job's current view: the highest resourceVersion among the Job
+    /// and its pods, so a newer view always has a higher id.
+    pub fn event_id(&self, pods: &[&PodRecord]) -> u64 {
+        pods.iter().map(|p| p.resource_version).fold(self.resource_version, u64::max)
+    }
+
     /// A line on why it is in its state: the controller's message, or the failing pod's reason.
     pub fn message(&self, pods: &[&PodRecord]) -> Option<String> {
         if let Some(f) = &self.finished {
@@ -155,6 +178,9 @@ impl JobRecord {
                 )),
                 _ => f.message.clone().or_else(|| f.reason.clone()),
             };
+        }
+        if self.deleting {
+            return Some("cancelled: deleted before it finished".into());
         }
         if self.suspended {
             return Some("waiting for admission".into());
@@ -181,6 +207,8 @@ pub(crate) mod tests {
             reason: None,
             created_at: None,
             running_since: None,
+            termination_message: None,
+            resource_version: 0,
         }
     }
 
@@ -236,6 +264,38 @@ pub(crate) mod tests {
         assert!(r.is_active());
         r.deleting = true;
         assert!(!r.is_active());
+    }
+
+    #[test]
+    fn a_job_deleted_before_it_finished_is_cancelled_and_a_finished_one_keeps_its_outcome() {
+        let mut r = record("j");
+        r.deleting = true;
+        assert_eq!(r.state(&[]), JobState::Cancelled);
+        r.finished = Some(Finished { succeeded: true, at: None, reason: None, message: None });
+        assert_eq!(r.state(&[]), JobState::Succeeded, "TTL cleanup of a finished Job is not a cancel");
+    }
+
+    #[test]
+    fn the_result_is_the_completing_pods_message_else_the_last_failed_ones() {
+        let with = |name: &str, phase: &str, message: &str| PodRecord {
+            termination_message: Some(message.into()),
+            ..pod(name, phase, None)
+        };
+        let (first, second, ok) =
+            (with("a", "Failed", "first"), with("b", "Failed", "second"), with("c", "Succeeded", "42"));
+        let r = record("j");
+        assert_eq!(r.result(&[&first, &second]).as_deref(), Some("second"));
+        assert_eq!(r.result(&[&first, &ok, &second]).as_deref(), Some("42"));
+        assert_eq!(r.result(&[]), None);
+    }
+
+    #[test]
+    fn the_event_id_is_the_highest_resource_version_of_the_job_and_its_pods() {
+        let mut r = record("j");
+        r.resource_version = 10;
+        let p = PodRecord { resource_version: 15, ..pod("p", "Running", None) };
+        assert_eq!(r.event_id(&[&p]), 15);
+        assert_eq!(r.event_id(&[]), 10);
     }
 
     #[test]

@@ -26,9 +26,11 @@ pub fn job_view(namespace: &str, job: &JobRecord, pods: &[&PodRecord]) -> JobVie
                 node: p.node.clone(),
                 exit_code: p.exit_code,
                 reason: p.reason.clone(),
+                termination_message: p.termination_message.clone(),
             })
             .collect(),
         message: job.message(pods),
+        result: job.result(pods),
         labels: job.labels.to_map(),
         queue_position: None,
     }

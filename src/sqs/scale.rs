@@ -36,7 +36,7 @@ pub fn is_waiting_for_a_message(
         JobState::Running => {
             running_since.is_none_or(|since| now.duration_since(since).as_secs_f64() < grace.as_secs_f64())
         }
-        JobState::Succeeded | JobState::Failed => false,
+        JobState::Succeeded | JobState::Failed | JobState::Cancelled => false,
     }
 }
 

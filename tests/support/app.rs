@@ -113,7 +113,8 @@ pub const SEED_TEMPLATE: &str = include_str!("../../deploy/helm/kube-job-launche
 /// The example template with parameters.
 pub const GREETING_TEMPLATE: &str = include_str!("../../examples/greeting.yaml");
 
-/// A template whose pods kwok ends as the parameters say.
+/// A template whose pods kwok ends as the parameters say (`message` becomes their termination
+/// message too).
 pub const FAKE: &str = r#"apiVersion: batch/v1
 kind: Job
 metadata:
@@ -136,6 +137,7 @@ spec:
       annotations:
         fake.job-launcher.dev/exit-code: "$(params.exitCode)"
         fake.job-launcher.dev/duration: "$(params.duration)"
+        fake.job-launcher.dev/termination-message: "$(params.message)"
     spec:
       restartPolicy: Never
       containers:

@@ -17,6 +17,7 @@ pub mod observer;
 pub mod process;
 pub mod proxy;
 pub mod sqs;
+pub mod sse;
 
 pub use app::*;
 pub use cluster::*;

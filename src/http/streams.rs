@@ -1,0 +1,309 @@
+//! Status streams (Server-Sent Events): one Job's view now and at each change until it ends
+//! (`/v1/jobs/{name}/events`), and every change of the launcher's Jobs that matches a filter
+//! (`/v1/events`), with a coalesced queue event at most once a second and a heartbeat comment
+//! every 15 s.
+//!
+//! Streams are bounded (`--max-streams`; beyond, 503 with Retry-After), end cleanly on shutdown,
+//! and a reader too slow to keep up is cut with a final event that says so instead of being
+//! buffered without bound. Each stream passes on frames encoded once by the index.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{HeaderMap, HeaderValue, header},
+    response::Response,
+};
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
+
+use super::{
+    error::AppError,
+    extract::{Path, QueryPairs},
+    state::AppState,
+};
+use crate::{
+    api::{JobState, JobView, Problem},
+    error::Error,
+    jobs::events::{StreamEvent, job_frame, sse_frame},
+};
+
+/// How often an idle stream sends a comment, so proxies and clients know it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// The Last-Event-ID a reconnecting client sends: the id of the last event it got.
+fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok())
+}
+
+fn event_stream(body: impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static) -> Response {
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Proxies that buffer (nginx) must pass each event on at once.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// The last frame of a stream: why it ends.
+fn end_frame(reason: &str, detail: &str) -> Bytes {
+    sse_frame("end", None, &serde_json::json!({"reason": reason, "detail": detail}).to_string())
+}
+
+const HEARTBEAT_FRAME: &[u8] = b": heartbeat\n\n";
+
+/// What a stream does next.
+enum Next {
+    Send(Bytes),
+    SendAndEnd(Bytes),
+    End,
+    Nothing,
+}
+
+/// A stream's state between two frames.
+struct Loop<S, F> {
+    pending: std::collections::VecDeque<Bytes>,
+    ended: bool,
+    heartbeat: tokio::time::Interval,
+    events: broadcast::Receiver<Arc<StreamEvent>>,
+    stop: watch::Receiver<bool>,
+    state: S,
+    step: F,
+    /// Held while the stream is open: its slot among `--max-streams`.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A stream's loop: sends `first`, then waits for the next event, a heartbeat or the stop, and
+/// lets `step` decide what each event means.
+fn stream_loop<S, F>(
+    first: Vec<Bytes>,
+    ends_after_first: bool,
+    events: broadcast::Receiver<Arc<StreamEvent>>,
+    stop: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+    state: S,
+    step: F,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static
+where
+    S: Send + 'static,
+    F: FnMut(&mut S, Result<Arc<StreamEvent>, broadcast::error::RecvError>) -> Next + Send + 'static,
+{
+    let start = Loop {
+        pending: first.into(),
+        ended: ends_after_first,
+        heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT),
+        events,
+        stop,
+        state,
+        step,
+        _permit: permit,
+    };
+    futures::stream::unfold(start, |mut this| async move {
+        if let Some(frame) = this.pending.pop_front() {
+            return Some((Ok(frame), this));
+        }
+        if this.ended {
+            return None;
+        }
+        loop {
+            let next = tokio::select! {
+                received = this.events.recv() => (this.step)(&mut this.state, received),
+                _ = this.heartbeat.tick() => Next::Send(Bytes::from_static(HEARTBEAT_FRAME)),
+                _ = this.stop.wait_for(|s| *s) => {
+                    Next::SendAndEnd(end_frame("shutdown", "the launcher is shutting down; reconnect to another replica"))
+                }
+            };
+            match next {
+                Next::Send(frame) => return Some((Ok(frame), this)),
+                Next::SendAndEnd(frame) => {
+                    this.ended = true;
+                    return Some((Ok(frame), this));
+                }
+                Next::End => return None,
+                Next::Nothing => {}
+            }
+        }
+    })
+}
+
+/// The events of one Job: its view now, then at each change, until it ends.
+///
+/// With `Last-Event-ID`, the current view is sent only if it is newer than the last event the
+/// client got; a terminal state is never missed, even after the Job left the index (TTL cleanup):
+/// its final view is kept for a while. Intermediate states may be skipped.
+#[utoipa::path(
+    get, path = "/v1/jobs/{name}/events", tag = "jobs",
+    params(
+        ("name" = String, Path, description = "The Job's name"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received: only newer views are sent"),
+    ),
+    responses(
+        (status = 200, description = "`text/event-stream`: `event: job`, `id:` the highest resourceVersion of the Job and its pods, `data:` the JobView; ends after the terminal state (`event: end` when cut short)", body = String, content_type = "text/event-stream"),
+        (status = 404, description = "No such Job managed by the launcher", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many streams open", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn job_events(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let permit = state.stream_slots.take()?;
+    let last = last_event_id(&headers).unwrap_or(0);
+    // Subscribed before the current view is read, so no change falls between the two.
+    let events = state.launcher.jobs().events().subscribe();
+    let (view, id) = current_view(&state, &name).await?.ok_or_else(|| Error::JobNotFound(name.clone()))?;
+    let terminal = view.state.is_finished();
+    let first = if id > last || last == 0 { vec![job_frame(&view, id)] } else { Vec::new() };
+    let index = state.launcher.jobs().clone();
+    let lookup = state.launcher.jobs().events().clone();
+    let step = move |sent: &mut u64, received: Result<Arc<StreamEvent>, broadcast::error::RecvError>| match received {
+        Ok(event) => match &*event {
+            StreamEvent::Job { view, id, frame } if view.name == name && *id > *sent => {
+                *sent = *id;
+                if view.state.is_finished() { Next::SendAndEnd(frame.clone()) } else { Next::Send(frame.clone()) }
+            }
+            _ => Next::Nothing,
+        },
+        // Fell behind the changes of all Jobs: this one's current view is all it needs.
+        Err(broadcast::error::RecvError::Lagged(_)) => {
+            let now = index
+                .read(|s| {
+                    let job = s.jobs.get(&name)?;
+                    let pods = s.pods_of(&name);
+                    Some((crate::jobs::job_view(index.namespace(), job, &pods), job.event_id(&pods)))
+                })
+                .or_else(|| lookup.tombstone(&name));
+            match now {
+                Some((view, id)) if id > *sent => {
+                    *sent = id;
+                    let frame = job_frame(&view, id);
+                    if view.state.is_finished() { Next::SendAndEnd(frame) } else { Next::Send(frame) }
+                }
+                _ => Next::Nothing,
+            }
+        }
+        Err(broadcast::error::RecvError::Closed) => Next::End,
+    };
+    let sent = id.max(last);
+    // A Job that has ended ends its stream after its final view, or at once for a client that has
+    // it already.
+    Ok(event_stream(stream_loop(first, terminal, events, state.stop.clone(), permit, sent, step)))
+}
+
+/// The Job's current view and event id: the index's, else its tombstone, else the API
+/// server's (a Job another replica just made).
+async fn current_view(state: &AppState, name: &str) -> Result<Option<(JobView, u64)>, AppError> {
+    let jobs = state.launcher.jobs();
+    let indexed = jobs.read(|s| {
+        let job = s.jobs.get(name)?;
+        let pods = s.pods_of(name);
+        Some((crate::jobs::job_view(jobs.namespace(), job, &pods), job.event_id(&pods)))
+    });
+    if let Some(found) = indexed.or_else(|| jobs.events().tombstone(name)) {
+        return Ok(Some(found));
+    }
+    Ok(state.launcher.find_with_id(name).await?)
+}
+
+/// Which changes a stream of all Jobs passes on.
+#[derive(Debug, Clone, Default)]
+struct EventFilter {
+    template: Option<String>,
+    state: Option<JobState>,
+    labels: Vec<(String, String)>,
+}
+
+impl EventFilter {
+    fn matches(&self, view: &JobView) -> bool {
+        self.template.as_ref().is_none_or(|t| &view.template == t)
+            && self.state.is_none_or(|s| view.state == s)
+            && self.labels.iter().all(|(k, v)| view.labels.get(k) == Some(v))
+    }
+}
+
+/// Every change of the launcher's Jobs that matches the filter, as it happens, for dashboards
+/// and tools; `event: queue` (the queue's figures) at most once a second when it changed.
+#[utoipa::path(
+    get, path = "/v1/events", tag = "jobs",
+    params(
+        ("template" = Option<String>, Query, description = "Only this template's Jobs"),
+        ("state" = Option<JobState>, Query, description = "Only changes into this state"),
+        ("label" = Option<Vec<String>>, Query, description = "`key=value`; repeat or separate with commas; all must match"),
+    ),
+    responses(
+        (status = 200, description = "`text/event-stream`: `event: job` per change (id and data as for one Job), `event: queue` with the QueueView, `: heartbeat` comments every 15 s; `event: end` when cut (too slow a reader, shutdown)", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many streams open", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn all_events(State(state): State<AppState>, query: QueryPairs) -> Result<Response, AppError> {
+    query.only(&["template", "state", "label"])?;
+    let filter = EventFilter {
+        template: query.get("template").map(String::from),
+        state: query.parse::<JobState>("state")?,
+        labels: super::jobs::label_pairs(&query)?,
+    };
+    let permit = state.stream_slots.take()?;
+    let events = state.launcher.jobs().events().subscribe();
+    let step = move |_: &mut (), received: Result<Arc<StreamEvent>, broadcast::error::RecvError>| match received {
+        Ok(event) => match &*event {
+            StreamEvent::Job { view, frame, .. } if filter.matches(view) => Next::Send(frame.clone()),
+            StreamEvent::Queue { frame } => Next::Send(frame.clone()),
+            StreamEvent::Job { .. } => Next::Nothing,
+        },
+        Err(broadcast::error::RecvError::Lagged(missed)) => Next::SendAndEnd(end_frame(
+            "too-slow",
+            &format!("this reader fell {missed} events behind and was cut off; list the Jobs again and reconnect"),
+        )),
+        Err(broadcast::error::RecvError::Closed) => Next::End,
+    };
+    Ok(event_stream(stream_loop(Vec::new(), false, events, state.stop.clone(), permit, (), step)))
+}
+
+/// Once a second, sends the queue's figures to the streams if they changed, until `stop`.
+pub async fn publish_queue_changes(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        state.launcher.jobs().events().publish_queue(|| serde_json::to_string(&state.queue_view()).unwrap_or_default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{job_view, state::tests::record};
+
+    #[test]
+    fn a_filter_matches_template_state_and_every_label() {
+        let mut view = job_view("ns", &record("j"), &[]);
+        view.labels.insert("team".into(), "a".into());
+        let filter = |template: Option<&str>, state: Option<JobState>, labels: &[(&str, &str)]| EventFilter {
+            template: template.map(String::from),
+            state,
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        assert!(filter(None, None, &[]).matches(&view));
+        assert!(filter(Some("t"), Some(view.state), &[("team", "a")]).matches(&view));
+        assert!(!filter(Some("other"), None, &[]).matches(&view));
+        assert!(!filter(None, Some(JobState::Failed), &[]).matches(&view));
+        assert!(!filter(None, None, &[("team", "b")]).matches(&view));
+    }
+
+    #[test]
+    fn last_event_id_is_a_number_or_nothing() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(last_event_id(&headers), None);
+        headers.insert("last-event-id", HeaderValue::from_static(" 42 "));
+        assert_eq!(last_event_id(&headers), Some(42));
+        headers.insert("last-event-id", HeaderValue::from_static("x"));
+        assert_eq!(last_event_id(&headers), None);
+    }
+}
