@@ -66,21 +66,29 @@ pub enum Slot {
     Neither,
 }
 
-/// Where a Job stands for admission. A running Job being deleted (cancelled) keeps its slot until
-/// it is gone: the launcher deletes in the foreground, so the Job goes only after its pods.
-pub fn slot_of(job: &JobRecord) -> Slot {
+/// Where a Job stands for admission. A running Job being deleted (cancelled) keeps its slot while
+/// it has pods that have not ended (`live_pods`): the launcher deletes in the foreground, so the
+/// pods go first; a Job kept only for its completion notice holds no slot.
+pub fn slot_of(job: &JobRecord, live_pods: bool) -> Slot {
     if job.finished.is_some() {
         Slot::Neither
     } else if job.suspended {
         if job.queued_label && !job.deleting { Slot::Queued } else { Slot::Neither }
+    } else if job.deleting && !live_pods {
+        Slot::Neither
     } else {
         Slot::Active
     }
 }
 
+/// Where a Job of the index stands for admission.
+fn slot_in(state: &IndexState, job: &JobRecord) -> Slot {
+    let live_pods = job.deleting && state.pods_of(&job.name).iter().any(|p| !p.is_finished());
+    slot_of(job, live_pods)
+}
+
 impl Candidate {
-    pub fn from_record(job: &JobRecord) -> Self {
-        let state = slot_of(job);
+    pub fn from_record(job: &JobRecord, state: Slot) -> Self {
         Self {
             name: job.name.clone(),
             template: job.template.clone(),
@@ -133,12 +141,19 @@ pub fn plan<'a>(
 
 /// The queued and active Jobs (finished ones, the bulk of a busy index, are not copied).
 pub fn candidates(state: &IndexState) -> Vec<Candidate> {
-    state.jobs.values().filter(|j| slot_of(j) != Slot::Neither).map(|j| Candidate::from_record(j)).collect()
+    state
+        .jobs
+        .values()
+        .filter_map(|j| match slot_in(state, j) {
+            Slot::Neither => None,
+            slot => Some(Candidate::from_record(j, slot)),
+        })
+        .collect()
 }
 
 /// Queued and active Jobs, counted without copying anything.
 pub fn counts(state: &IndexState) -> (u64, u64) {
-    state.jobs.values().fold((0, 0), |(q, a), j| match slot_of(j) {
+    state.jobs.values().fold((0, 0), |(q, a), j| match slot_in(state, j) {
         Slot::Queued => (q + 1, a),
         Slot::Active => (q, a + 1),
         Slot::Neither => (q, a),
@@ -599,11 +614,15 @@ mod tests {
     fn only_the_launchers_queued_jobs_are_candidates() {
         let mut r = crate::jobs::state::tests::record("j");
         r.suspended = true;
-        assert_eq!(Candidate::from_record(&r).state, Slot::Neither, "suspended by someone else");
+        assert_eq!(slot_of(&r, false), Slot::Neither, "suspended by someone else");
         r.queued_label = true;
-        assert_eq!(Candidate::from_record(&r).state, Slot::Queued);
+        assert_eq!(slot_of(&r, false), Slot::Queued);
         r.deleting = true;
-        assert_eq!(Candidate::from_record(&r).state, Slot::Neither, "a cancelled Job leaves the queue");
+        assert_eq!(slot_of(&r, false), Slot::Neither, "a cancelled Job leaves the queue");
+        let mut running = crate::jobs::state::tests::record("r");
+        running.deleting = true;
+        assert_eq!(slot_of(&running, true), Slot::Active, "cancelled, its pods still going: it holds its slot");
+        assert_eq!(slot_of(&running, false), Slot::Neither, "its pods gone (kept for its notice): it holds none");
     }
 
     #[test]

@@ -48,7 +48,29 @@ pub struct LaunchRequest {
     /// Makes the launch idempotent: the same key and request always name the same Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Where to send the Job's final view when it ends (allowed by the launcher's
+    /// `--notify-url-allow` and `--notify-sqs-allow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyTargets>,
 }
+
+/// Where a Job's completion notice goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotifyTargets {
+    /// A webhook: the final JobView is POSTed, signed (`X-Job-Launcher-Signature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// An SQS queue: the final JobView is sent as a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqs_queue_url: Option<String>,
+}
+
+/// The header that carries a webhook notice's signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+/// "<t>.<body>">`, keyed by the launcher's `--notify-secret-file`.
+pub const SIGNATURE_HEADER: &str = "x-job-launcher-signature";
+/// The header that names a notice's delivery: the Job's UID, the same on every retry.
+pub const DELIVERY_HEADER: &str = "x-job-launcher-delivery";
 
 /// A parameter's value as a request gives it: a string, a number or a boolean.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -8,7 +8,7 @@ use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::{
     admission::{Admission, Caps, KubeUnsuspend},
-    config::{AuthMode, HttpArgs, KubeArgs, ServeArgs, SqsArgs, SqsMode},
+    config::{AuthMode, HttpArgs, KubeArgs, NotifyArgs, ServeArgs, SqsArgs, SqsMode},
     health::Health,
     http::{
         self, AppState, RequestLimits,
@@ -20,8 +20,9 @@ use crate::{
         tls::ReloadingCertificate,
     },
     jobs::JobIndex,
-    launch::{LaunchSettings, Launcher},
+    launch::{LaunchSettings, Launcher, NoticePolicy},
     leader::{LeaderElector, LeaseSettings},
+    notify::{Notifier, webhook::Webhook},
     sqs::{
         self,
         dead_letter::DeadLetter,
@@ -54,6 +55,12 @@ pub enum StartError {
     Tls(#[from] http::tls::TlsError),
     #[error("cannot adopt the Jobs made before instances: {0}")]
     Adopt(#[source] kube::Error),
+    #[error("{flag}: not a valid regular expression: {reason}")]
+    Pattern { flag: &'static str, reason: String },
+    #[error("cannot read --notify-secret-file {path}: {source}")]
+    NotifySecret { path: String, source: std::io::Error },
+    #[error("cannot set up the webhook client: {0}")]
+    Webhook(#[source] reqwest::Error),
 }
 
 /// The clients the launcher talks to Kubernetes with: one for everything, and one for the Lease
@@ -100,6 +107,7 @@ pub struct Application {
     /// Set when the launcher stops: workers, listeners and streams end.
     stop: tokio::sync::watch::Sender<bool>,
     sqs: Option<SqsWorker>,
+    notifier: Notifier<aws_sdk_sqs::Client>,
     elector: LeaderElector,
     admission: Admission,
 }
@@ -192,6 +200,60 @@ fn check_exposure(args: &HttpArgs, auth: Option<&Authenticator>) -> Result<(), S
     Ok(())
 }
 
+/// The sender of completion notices: always built, so that a Job that asked for one under an
+/// earlier configuration still gets its finalizer removed.
+async fn notifier(
+    args: &ServeArgs,
+    client: Client,
+    index: &JobIndex,
+    launcher: &Launcher,
+    metrics: &Metrics,
+) -> Result<Notifier<aws_sdk_sqs::Client>, StartError> {
+    let secret = match &args.notify.notify_secret_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| StartError::NotifySecret { path: path.display().to_string(), source })?;
+            Some(
+                text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).as_bytes().to_vec(),
+            )
+        }
+        None => None,
+    };
+    let webhook = Webhook::new(secret).map_err(StartError::Webhook)?;
+    let n = &args.notify;
+    let queues = if n.notify_sqs_allow.is_some() || n.notify_sqs_queue_url.is_some() || args.sqs.sqs_queue_url.is_some()
+    {
+        Some(sqs::client(&args.sqs).await)
+    } else {
+        None
+    };
+    Ok(Notifier::new(
+        client,
+        index.clone(),
+        launcher.leadership().clone(),
+        webhook,
+        queues,
+        n.notify_retry_for,
+        metrics.clone(),
+    ))
+}
+
+/// The allow-lists of completion notices, compiled.
+fn notice_policy(args: &NotifyArgs) -> Result<NoticePolicy, StartError> {
+    let compile = |flag: &'static str, pattern: &Option<String>| {
+        pattern
+            .as_deref()
+            .map(crate::launch::notice_policy::anchored)
+            .transpose()
+            .map_err(|e| StartError::Pattern { flag, reason: e.to_string() })
+    };
+    Ok(NoticePolicy {
+        url_allow: compile("--notify-url-allow", &args.notify_url_allow)?,
+        sqs_allow: compile("--notify-sqs-allow", &args.notify_sqs_allow)?,
+        every_job_sqs: args.notify_sqs_queue_url.clone(),
+    })
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
 }
@@ -232,6 +294,7 @@ impl Application {
         let index = JobIndex::new(&namespace);
         let caps = Caps { max_active: args.admission.max_active, max_queued: args.admission.max_queued };
         let settings = LaunchSettings {
+            notices: notice_policy(&args.notify)?,
             instance: args.kube.instance.clone(),
             caps,
             default_template: args.templates.default_template.clone(),
@@ -264,6 +327,7 @@ impl Application {
             args.kube.watch_failure_bound,
         );
         let sqs_source = sqs_worker(&args.sqs, &launcher, &metrics).await?;
+        let notifier = notifier(&args, client.clone(), &index, &launcher, &metrics).await?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         Ok(Self {
             api_listener,
@@ -295,6 +359,7 @@ impl Application {
             shutdown_delay: args.http.shutdown_delay,
             instance: args.kube.instance.clone(),
             sqs: sqs_source,
+            notifier,
             elector,
             admission,
         })
@@ -356,6 +421,7 @@ impl Application {
         tasks.spawn_worker("leader election", self.elector.run(stop_rx.clone()));
         tasks.spawn_worker("admission", self.admission.run(stop_rx.clone()));
         tasks.spawn_worker("queue events", http::streams::publish_queue_changes(self.state.clone(), stop_rx.clone()));
+        tasks.spawn_worker("completion notices", self.notifier.run(stop_rx.clone()));
         match self.sqs {
             Some(SqsWorker::Dispatch(dispatcher, concurrency)) => {
                 tasks.spawn_worker("SQS dispatch", dispatcher.run(concurrency, stop_rx.clone()));

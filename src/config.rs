@@ -37,6 +37,36 @@ pub struct ServeArgs {
     pub sqs: SqsArgs,
     #[command(flatten)]
     pub admission: AdmissionArgs,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Completion notices")]
+pub struct NotifyArgs {
+    /// Webhook URLs a launch's `notify.url` may name: a regex the whole URL must match (none by
+    /// default: such a request is refused). Needs --notify-secret-file.
+    #[arg(long, env = "JOB_LAUNCHER_NOTIFY_URL_ALLOW", requires = "notify_secret_file")]
+    pub notify_url_allow: Option<String>,
+
+    /// The key webhook notices are signed with (HMAC-SHA256), the file's content without its
+    /// trailing newline.
+    #[arg(long, env = "JOB_LAUNCHER_NOTIFY_SECRET_FILE")]
+    pub notify_secret_file: Option<PathBuf>,
+
+    /// SQS queues a launch's `notify.sqsQueueUrl` (or an SQS message's `job-launcher-reply-to`
+    /// attribute) may name: a regex the whole URL must match (none by default).
+    #[arg(long, env = "JOB_LAUNCHER_NOTIFY_SQS_ALLOW")]
+    pub notify_sqs_allow: Option<String>,
+
+    /// An SQS queue that receives the final view of every Job that ends.
+    #[arg(long, env = "JOB_LAUNCHER_NOTIFY_SQS_QUEUE_URL")]
+    pub notify_sqs_queue_url: Option<String>,
+
+    /// How long a notice is retried (connection errors, timeouts, 5xx, 408, 429) before it is
+    /// given up.
+    #[arg(long, env = "JOB_LAUNCHER_NOTIFY_RETRY_FOR", default_value = "1h", value_parser = parse_duration)]
+    pub notify_retry_for: Duration,
 }
 
 /// `serve`'s flags on their own, for tests and tools that build an application without the

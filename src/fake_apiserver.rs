@@ -83,6 +83,7 @@ pub fn launcher(
     let index = JobIndex::new("ns");
     index.mark_synced();
     let settings = LaunchSettings {
+        notices: crate::launch::NoticePolicy::default(),
         instance: "default".into(),
         caps,
         default_template: "t".into(),

@@ -28,6 +28,13 @@ pub const SQS_QUEUE: &str = "job-launcher.dev/sqs-queue";
 pub const PRIORITY: &str = "job-launcher.dev/priority";
 pub const QUEUED_AT: &str = "job-launcher.dev/queued-at";
 pub const REQUESTED_BY: &str = "job-launcher.dev/requested-by";
+/// A Job whose completion notice is pending carries this finalizer: TTL cleanup (or a cancel)
+/// cannot remove it before the notice is delivered or given up.
+pub const NOTIFY_FINALIZER: &str = "job-launcher.dev/notify";
+/// Where the notice goes (annotations on the Job), and what became of it.
+pub const NOTIFY_URL: &str = "job-launcher.dev/notify-url";
+pub const NOTIFY_SQS: &str = "job-launcher.dev/notify-sqs";
+pub const NOTIFIED: &str = "job-launcher.dev/notified";
 /// The replica that admitted the Job, and when.
 pub const ADMITTED_BY: &str = "job-launcher.dev/admitted-by";
 pub const ADMITTED_AT: &str = "job-launcher.dev/admitted-at";

@@ -4,6 +4,7 @@
 
 pub mod manifest;
 pub mod naming;
+pub mod notice_policy;
 pub mod origin;
 
 use std::{sync::Arc, time::Duration};
@@ -24,6 +25,7 @@ use crate::{
     template::{RenderInput, Template, TemplateLookup, TemplateStore},
 };
 pub use manifest::JobIdentity;
+pub use notice_policy::{NoticePolicy, NoticeTargets};
 pub use origin::{ANONYMOUS, Origin, Source, sqs_caller};
 
 /// The outcome of a launch.
@@ -47,6 +49,8 @@ impl Launched {
 pub struct LaunchSettings {
     /// This launcher's instance: its Jobs carry it, and keyed names are scoped to it.
     pub instance: String,
+    /// Which completion notices launches may ask for.
+    pub notices: NoticePolicy,
     pub caps: Caps,
     pub default_template: String,
     pub default_ttl_seconds: i64,
@@ -223,6 +227,7 @@ impl Launcher {
             instance: &settings.instance,
             default_ttl_seconds: settings.default_ttl_seconds,
             globally_capped: settings.caps.max_active.is_some(),
+            notices: &settings.notices,
         };
         prepare(&template, request, origin, &job)
     }
@@ -482,6 +487,7 @@ pub struct JobSettings<'a> {
     pub default_ttl_seconds: i64,
     /// Whether a global --max-active applies (then every Job queues).
     pub globally_capped: bool,
+    pub notices: &'a NoticePolicy,
 }
 
 /// Everything short of creating, without a cluster: the request checked, the template rendered,
@@ -499,6 +505,7 @@ pub fn prepare(
             "idempotencyKey: 1 to {MAX_KEY_LEN} characters, no control characters"
         )));
     }
+    let notices = job.notices.targets(request.notify.as_ref())?;
     let mut manifest = template.render(RenderInput {
         params: &request.params,
         env: &request.env,
@@ -525,6 +532,7 @@ pub fn prepare(
         ttl_seconds: template.ttl_seconds().unwrap_or(job.default_ttl_seconds),
         queued_at: capped.then(jiff::Timestamp::now),
         template_cap: template.max_active,
+        notices: &notices,
     };
     manifest::apply_identity(&mut manifest, &identity);
     Ok(Prepared {
@@ -579,6 +587,7 @@ mod tests {
             JobIndex::new("ns"),
             LaunchSettings {
                 instance: "default".into(),
+                notices: NoticePolicy::default(),
                 caps: Caps::default(),
                 default_template: "default".into(),
                 default_ttl_seconds: 3600,

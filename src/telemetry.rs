@@ -55,6 +55,14 @@ pub struct TemplateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoticeLabels {
+    /// `webhook` or `sqs`.
+    pub target: String,
+    /// `sent`, `retried`, `refused` or `given_up`.
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub method: String,
     pub route: String,
@@ -79,6 +87,8 @@ pub struct Metrics {
     pub admissions: Family<TemplateLabels, Counter>,
     pub admission_wait: Histogram,
     pub leader: Gauge,
+    pub notices: Family<NoticeLabels, Counter>,
+    pub notice_oldest_pending: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -150,6 +160,14 @@ impl Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the admission lease", leader.clone());
+        let notices = Family::<NoticeLabels, Counter>::default();
+        registry.register("notices", "Completion notice attempts, by target and outcome", notices.clone());
+        let notice_oldest_pending = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "notice_oldest_pending_seconds",
+            "Age of the oldest ended Job whose notice is not delivered yet (0: none)",
+            notice_oldest_pending.clone(),
+        );
         let http_rejected = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "http_rejected",
@@ -163,6 +181,8 @@ impl Metrics {
             admissions,
             admission_wait,
             leader,
+            notices,
+            notice_oldest_pending,
             sqs_messages,
             sqs_oldest_message_age,
             sqs_scale_launches,

@@ -412,8 +412,14 @@ async fn create_unlabelled_job(ns: &TestNamespace, name: &str, queued: bool) {
         ..LaunchRequest::default()
     };
     let origin = launch::Origin::new(launch::Source::Http, "anonymous");
-    let settings =
-        launch::JobSettings { namespace: &ns.name, instance: "x", default_ttl_seconds: 3600, globally_capped: queued };
+    let notices = launch::NoticePolicy::default();
+    let settings = launch::JobSettings {
+        namespace: &ns.name,
+        instance: "x",
+        default_ttl_seconds: 3600,
+        globally_capped: queued,
+        notices: &notices,
+    };
     let mut manifest = launch::prepare(&template, &request, &origin, &settings).expect("prepared").manifest;
     manifest["metadata"]["name"] = json!(name);
     for labels in ["/metadata/labels", "/spec/template/metadata/labels"] {

@@ -233,11 +233,13 @@ impl JobFactory {
             ..LaunchRequest::default()
         };
         let origin = Origin { request_id: Some(format!("{:016x}", rand_u64())), ..Origin::new(self.source, "bench") };
+        let notices = kube_job_launcher::launch::NoticePolicy::default();
         let settings = JobSettings {
             namespace: &self.namespace,
             instance: "default",
             default_ttl_seconds: 3600,
             globally_capped: self.capped,
+            notices: &notices,
         };
         let prepared = prepare(&self.template, &request, &origin, &settings).map_err(|e| e.to_string())?;
         let mut manifest: Value = prepared.manifest;

@@ -104,6 +104,7 @@ impl RequestArgs {
             labels: unique("--label", self.labels.iter().cloned())?,
             priority: self.priority,
             idempotency_key: self.idempotency_key.clone(),
+            notify: None,
         })
     }
 }

@@ -51,7 +51,9 @@ pub fn render_offline(template: &OfflineTemplate<'_>, request: &LaunchRequest) -
         error: e.to_string(),
     })?;
     let origin = Origin::new(Source::Cli, template.caller);
+    let notices = crate::launch::NoticePolicy::default();
     let job = JobSettings {
+        notices: &notices,
         namespace: template.namespace,
         instance: template.instance,
         default_ttl_seconds: template.default_ttl_seconds,

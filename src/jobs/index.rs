@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::{
     events::JobEvents,
-    state::{Finished, JobRecord, PodRecord},
+    state::{Finished, JobRecord, PendingNotice, PodRecord},
     view::job_view,
 };
 use crate::{
@@ -73,6 +73,13 @@ impl IndexState {
             by_job.push(pod.name.clone());
         }
         self.pods.insert(pod.name.clone(), pod);
+    }
+
+    /// Forgets the pods of a Job that went.
+    fn remove_pods_of(&mut self, job: &str) {
+        for pod in self.pods_by_job.remove(job).unwrap_or_default() {
+            self.pods.remove(&pod);
+        }
     }
 
     fn remove_pod(&mut self, name: &str) {
@@ -306,6 +313,10 @@ impl JobIndex {
                         }
                     }
                 }
+                let gone: Vec<String> = s.jobs.keys().filter(|name| !fresh.contains_key(*name)).cloned().collect();
+                for name in gone {
+                    s.remove_pods_of(&name);
+                }
                 s.jobs = fresh;
                 touched.queue = true;
                 touched
@@ -320,6 +331,7 @@ impl JobIndex {
                 let Some(r) = record else { return Touched::default() };
                 let buried = s.final_view(&self.inner.namespace, &r);
                 s.jobs.remove(&r.name);
+                s.remove_pods_of(&r.name);
                 Touched { buried: vec![buried], queue: true, ..Touched::default() }
             },
         );
@@ -351,6 +363,11 @@ impl JobIndex {
             },
             |s, record| {
                 let Some(p) = record else { return Touched::default() };
+                // A finished Job's pods are kept until the Job goes (TTL cleanup deletes the pods
+                // first): its view, its result and its notice still describe them.
+                if s.jobs.get(&p.job).is_some_and(|j| j.finished.is_some()) {
+                    return Touched::default();
+                }
                 s.remove_pod(&p.name);
                 Touched { jobs: vec![p.job], ..Touched::default() }
             },
@@ -508,6 +525,7 @@ pub fn job_record(job: &Job) -> Option<JobRecord> {
         uid: meta.uid.clone(),
         recorded_cap: annotation(keys::MAX_ACTIVE).and_then(|c| c.parse().ok()),
         resource_version: resource_version(meta.resource_version.as_deref()),
+        notice: pending_notice(job),
         created_at,
         queued_at: parse_time(annotations.and_then(|a| a.get(keys::QUEUED_AT))).or(created_at),
         started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
@@ -559,6 +577,19 @@ pub fn pod_record(pod: &Pod) -> Option<PodRecord> {
         termination_message: message,
         resource_version: resource_version(meta.resource_version.as_deref()),
     })
+}
+
+/// The Job's pending notice, when it carries the notice finalizer.
+fn pending_notice(job: &Job) -> Option<Box<PendingNotice>> {
+    let finalizers = job.metadata.finalizers.as_deref().unwrap_or_default();
+    if !finalizers.iter().any(|f| f == keys::NOTIFY_FINALIZER) {
+        return None;
+    }
+    let annotation = |key: &str| job.metadata.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+    Some(Box::new(PendingNotice {
+        url: annotation(keys::NOTIFY_URL),
+        sqs: annotation(keys::NOTIFY_SQS).map(|q| q.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+    }))
 }
 
 /// A resourceVersion as a number: etcd's revision, which grows with every write. Kubernetes

@@ -35,6 +35,8 @@ pub struct JobRecord {
     pub recorded_cap: Option<u32>,
     /// The object's resourceVersion, as a number (etcd's revision); 0 when it is not one.
     pub resource_version: u64,
+    /// A completion notice not yet delivered (the Job carries the notice finalizer).
+    pub notice: Option<Box<PendingNotice>>,
     pub created_at: Option<Timestamp>,
     /// When the Job entered the queue (the annotation), else its creation.
     pub queued_at: Option<Timestamp>,
@@ -70,6 +72,13 @@ impl From<BTreeMap<String, String>> for Labels {
         // A BTreeMap iterates in key order, so the slice comes out sorted.
         Self(map.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect())
     }
+}
+
+/// A Job's pending completion notice: where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingNotice {
+    pub url: Option<String>,
+    pub sqs: Vec<String>,
 }
 
 /// What the launcher keeps of one pod.
@@ -114,6 +123,7 @@ impl JobRecord {
             uid: None,
             recorded_cap: None,
             resource_version: 0,
+            notice: None,
             created_at: None,
             queued_at: None,
             started_at: None,

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::origin::Origin;
+use super::{notice_policy::NoticeTargets, origin::Origin};
 use crate::{api::LaunchRequest, keys, template::render::ensure_object};
 
 /// What identifies a Job as the launcher's, and the request behind it.
@@ -25,6 +25,8 @@ pub struct JobIdentity<'a> {
     pub queued_at: Option<Timestamp>,
     /// The template's own cap, recorded so that it holds while the template is not loaded.
     pub template_cap: Option<u32>,
+    /// Where the Job's completion notice goes; with any, the Job carries the notice finalizer.
+    pub notices: &'a NoticeTargets,
 }
 
 /// A fingerprint of what a request asks for (not of who asked or how): the same request, sent
@@ -34,13 +36,17 @@ pub struct JobIdentity<'a> {
 pub fn request_hash(template: &str, request: &LaunchRequest, launcher_env: &BTreeMap<String, String>) -> String {
     let mut env = launcher_env.clone();
     env.extend(request.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let canonical = json!({
+    let mut canonical = json!({
         "template": template,
         "params": request.params,
         "env": env,
         "labels": request.labels,
         "priority": request.priority,
     });
+    // Only when asked for: requests without notices keep the fingerprint they always had.
+    if let Some(notify) = &request.notify {
+        canonical["notify"] = json!(notify);
+    }
     // BTreeMaps serialize in key order, so the encoding is canonical.
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
@@ -72,9 +78,14 @@ pub fn apply_identity(manifest: &mut Value, identity: &JobIdentity<'_>) {
         annotations.push((keys::QUEUED_AT, Some(at.to_string())));
     }
     annotations.push((keys::MAX_ACTIVE, identity.template_cap.map(|c| c.to_string())));
+    annotations.push((keys::NOTIFY_URL, identity.notices.url.clone()));
+    annotations.push((keys::NOTIFY_SQS, (!identity.notices.sqs.is_empty()).then(|| identity.notices.sqs.join(" "))));
 
     if let Some(meta) = ensure_object(manifest, "/metadata") {
         meta.insert("name".into(), Value::String(identity.name.to_string()));
+        if !identity.notices.is_empty() {
+            meta.insert("finalizers".into(), json!([keys::NOTIFY_FINALIZER]));
+        }
         insert_all(meta, "labels", labels.into_iter().map(|(k, v)| (k, Some(v))));
         insert_all(meta, "annotations", annotations.into_iter());
     }
@@ -164,6 +175,7 @@ mod tests {
             ttl_seconds: 600,
             queued_at: None,
             template_cap: Some(2),
+            notices: &NoticeTargets { url: Some("https://h/x".into()), sqs: vec!["q1".into(), "q2".into()] },
         };
         apply_identity(&mut manifest, &identity);
         assert_eq!(manifest.pointer("/metadata/name"), Some(&json!("t-abc")));
@@ -179,6 +191,11 @@ mod tests {
         assert_eq!(annotations[keys::REQUEST_ID], "req-1");
         assert_eq!(annotations[keys::REQUESTED_BY], "sqs:q", "the caller is always recorded");
         assert_eq!(annotations[keys::MAX_ACTIVE], "2", "the template's cap is recorded");
+        assert_eq!(
+            (annotations[keys::NOTIFY_URL].as_str(), annotations[keys::NOTIFY_SQS].as_str()),
+            (Some("https://h/x"), Some("q1 q2"))
+        );
+        assert_eq!(manifest["metadata"]["finalizers"], json!([keys::NOTIFY_FINALIZER]), "held until its notice is out");
         assert!(annotations.get(keys::SQS_MESSAGE_ID).is_none(), "absent facts leave no empty annotation");
         assert_eq!(
             manifest.pointer("/spec/template/metadata/labels/app.kubernetes.io~1managed-by"),
@@ -204,10 +221,12 @@ mod tests {
             ttl_seconds: 600,
             queued_at: at,
             template_cap: None,
+            notices: &NoticeTargets::default(),
         };
         apply_identity(&mut manifest, &identity);
         assert_eq!(manifest.pointer("/spec/ttlSecondsAfterFinished"), Some(&json!(10)));
         assert_eq!(manifest.pointer("/spec/suspend"), Some(&json!(true)));
+        assert!(manifest.pointer("/metadata/finalizers").is_none(), "no notice, no finalizer");
         assert_eq!(manifest["metadata"]["labels"][keys::QUEUED], "true");
         assert_eq!(manifest["metadata"]["annotations"][keys::QUEUED_AT], "1970-01-01T00:00:01Z");
         assert!(

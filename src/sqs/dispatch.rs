@@ -48,6 +48,9 @@ use crate::{
 /// longer than this in `MESSAGE_BODY` would make a Job whose container cannot start.
 pub const MAX_ENV_STRING: usize = 128 * 1024;
 
+/// The message attribute that names a reply queue for the Job's completion notice.
+pub const REPLY_TO_ATTRIBUTE: &str = "job-launcher-reply-to";
+
 /// Most messages one receive asks for (SQS's own limit).
 const MAX_BATCH: u64 = 10;
 
@@ -367,8 +370,20 @@ impl<Q: Queue> Dispatcher<Q> {
     }
 
     /// The message's LaunchRequest, and the variables the launcher sets for it; an error here
-    /// means it can never launch.
+    /// means it can never launch. A `job-launcher-reply-to` attribute names the queue the Job's
+    /// completion notice goes to (unless the request names one).
     fn request_for(&self, message: &Message) -> Result<(LaunchRequest, BTreeMap<String, String>), Error> {
+        let (mut request, env) = self.request_of_body(message)?;
+        let reply_to =
+            message.message_attributes().and_then(|a| a.get(REPLY_TO_ATTRIBUTE)).and_then(|v| v.string_value());
+        if let Some(queue) = reply_to {
+            let notify = request.notify.get_or_insert_with(Default::default);
+            notify.sqs_queue_url.get_or_insert_with(|| queue.to_string());
+        }
+        Ok((request, env))
+    }
+
+    fn request_of_body(&self, message: &Message) -> Result<(LaunchRequest, BTreeMap<String, String>), Error> {
         let id = message.message_id().unwrap_or_default();
         let text = message.body().unwrap_or_default();
         match message::decode(text) {
