@@ -18,6 +18,7 @@ pub mod keys;
 pub mod launch;
 pub mod leader;
 pub mod memory;
+pub mod selector;
 pub mod sqs;
 pub mod telemetry;
 pub mod template;
