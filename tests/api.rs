@@ -398,6 +398,32 @@ async fn lists_filter_and_page_newest_first() {
 
     let odd = json_of(app.http.get(app.url("/v1/jobs?label=team=odd")).send().await.expect("odd")).await;
     assert_eq!(odd["items"].as_array().map(Vec::len), Some(2));
+    // A label selector, as kubectl's -l: the seed Job has no team label, so != keeps it.
+    let listed = |query: &'static str| {
+        let url = app.url(&format!("/v1/jobs?{query}"));
+        let http = app.http.clone();
+        async move {
+            let list = json_of(http.get(url).send().await.expect("list")).await;
+            list["items"].as_array().map(|items| items.iter().map(|i| i["name"].to_string()).collect::<BTreeSet<_>>())
+        }
+    };
+    let quoted = |names: &[String]| Some(names.iter().map(|n| format!("{n:?}")).collect::<BTreeSet<_>>());
+    let not_odd = [&launched[0], &launched[2], &launched[4], &launched[5]].map(String::clone);
+    assert_eq!(listed("labelSelector=team!%3Dodd").await, quoted(&not_odd));
+    assert_eq!(
+        listed("labelSelector=team%20in%20(odd,blue)").await,
+        quoted(&[launched[1].clone(), launched[3].clone()])
+    );
+    assert_eq!(listed("labelSelector=!team").await, quoted(&launched[5..]));
+    assert_eq!(listed("labelSelector=team&label=team=even").await, quoted(&[0, 2, 4].map(|i| launched[i].clone())));
+    assert_eq!(listed("labelSelector=team&labelSelector=team!%3Deven").await, listed("label=team=odd").await);
+    let malformed = app.http.get(app.url("/v1/jobs?labelSelector=team%20in%20odd")).send().await.expect("r");
+    assert_problem(
+        malformed,
+        400,
+        "labelSelector: invalid label selector \"team in odd\": \"odd\" at character 9: want '('",
+    )
+    .await;
     let by_template = json_of(app.http.get(app.url("/v1/jobs?template=job-template")).send().await.expect("t")).await;
     assert_eq!(by_template["items"][0]["name"].as_str(), launched.last().map(String::as_str));
     wait_until(Duration::from_secs(20), "fake Jobs to run", || async {

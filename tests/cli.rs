@@ -3,12 +3,15 @@
 
 mod support;
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use serde_json::Value;
-use support::{GREETING_TEMPLATE, TestApp, setup, wait_until};
+use support::{FAKE, GREETING_TEMPLATE, SEED_TEMPLATE, TestApp, TestNamespace, put_config_map, setup, wait_until};
 
 /// What one run of the binary did.
 #[derive(Debug)]
@@ -30,16 +33,30 @@ impl Run {
 
 /// Runs `kube-job-launcher ARGS` on a blocking thread, so the in-process launcher keeps serving.
 async fn cli(args: &[&str]) -> Run {
+    cli_with(args, &[]).await
+}
+
+/// Runs `kube-job-launcher ARGS` with these environment variables, and none of the developer's:
+/// no JOB_LAUNCHER_* settings, and a config folder that does not exist (unless `envs` name one).
+async fn cli_with(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let shown = args.join(" ");
     let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_kube-job-launcher"))
-            .args(&args)
-            .env_remove("JOB_LAUNCHER_SERVER")
-            .env_remove("JOB_LAUNCHER_TOKEN")
-            .env_remove("JOB_LAUNCHER_TOKEN_FILE")
-            .stdin(std::process::Stdio::null())
-            .output()
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kube-job-launcher"));
+        command.args(&args);
+        for name in [
+            "JOB_LAUNCHER_SERVER",
+            "JOB_LAUNCHER_TOKEN",
+            "JOB_LAUNCHER_TOKEN_FILE",
+            "JOB_LAUNCHER_CA_FILE",
+            "JOB_LAUNCHER_CONTEXT",
+            "JOB_LAUNCHER_CONFIG",
+        ] {
+            command.env_remove(name);
+        }
+        command.env("XDG_CONFIG_HOME", "/nonexistent/kjl-cli-test-config");
+        command.envs(envs).stdin(std::process::Stdio::null()).output()
     });
     let output = tokio::time::timeout(Duration::from_secs(120), run)
         .await
@@ -71,6 +88,20 @@ async fn launch(app: &TestApp, args: &[&str]) -> String {
     name
 }
 
+/// The lines of a `-o name` answer, sorted.
+fn sorted_lines(run: &Run) -> Vec<String> {
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut lines: Vec<String> = run.stdout.lines().map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+fn sorted(names: &[&String]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    names.sort();
+    names
+}
+
 fn names(list: &Value) -> Vec<String> {
     list["items"]
         .as_array()
@@ -90,8 +121,15 @@ impl TempDir {
 
     fn file(&self, name: &str, text: &str) -> String {
         let path = self.0.join(name);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).expect("folder");
+        }
         std::fs::write(&path, text).expect("write");
         path.to_string_lossy().into_owned()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
     }
 }
 
@@ -207,6 +245,51 @@ async fn list_filters_pages_and_cancel_deletes() {
     let both = cli_at(&app, &["list", "-l", "team=even", "--template", "fake", "-o", "json"]).await;
     assert_eq!(names(&both.json()).len(), 2);
 
+    // kubectl's selectors, evaluated by the server. The seed Job has no team label.
+    let selected = |selector: &'static str| {
+        let app = &app;
+        async move { cli_at(app, &["list", "-l", selector, "-o", "name"]).await }
+    };
+    assert_eq!(
+        sorted_lines(&selected("team!=even").await),
+        sorted(&[&fakes[1], &seed]),
+        "!= keeps Jobs without the label"
+    );
+    assert_eq!(sorted_lines(&selected("team in (odd,blue)").await), sorted(&[&fakes[1]]));
+    assert_eq!(sorted_lines(&selected("team notin (odd), !team").await), sorted(&[&seed]));
+    assert_eq!(sorted_lines(&selected("team,team!=odd").await), sorted(&[&fakes[0], &fakes[2]]));
+    let two = cli_at(&app, &["list", "-l", "team", "--selector", "team in (even)", "-o", "name"]).await;
+    assert_eq!(sorted_lines(&two), sorted(&[&fakes[0], &fakes[2]]), "repeated selectors must all match");
+    let malformed = cli_at(&app, &["list", "-l", "team in odd"]).await;
+    assert_eq!(malformed.code, 2, "{malformed:?}");
+    assert!(malformed.stderr.contains("\"odd\" at character 9: want '(' after 'in'"), "{malformed:?}");
+
+    // Global flags before or after the command, in any order.
+    let before = cli(&["--server", &app.base, "-o", "json", "list", "--template", "fake"]).await;
+    let after = cli(&["list", "--template", "fake", "-o", "json", "--server", &app.base]).await;
+    let mixed = cli(&["-o", "json", "list", "--server", &app.base, "--template", "fake"]).await;
+    for run in [&before, &after, &mixed] {
+        assert_eq!(run.code, 0, "{run:?}");
+        let mut listed = names(&run.json());
+        listed.sort();
+        assert_eq!(listed, sorted(&fakes.iter().collect::<Vec<_>>()), "{run:?}");
+    }
+
+    // -o name, --no-headers, -o wide.
+    let named = cli_at(&app, &["list", "--template", "fake", "-o", "name"]).await;
+    assert_eq!(sorted_lines(&named), sorted(&fakes.iter().collect::<Vec<_>>()), "just the names: {named:?}");
+    let bare = cli_at(&app, &["--no-headers", "list", "--template", "fake"]).await;
+    assert_eq!(bare.code, 0, "{bare:?}");
+    assert_eq!(bare.stdout.lines().count(), 3, "three rows and no header: {bare:?}");
+    assert!(bare.stdout.lines().all(|l| fakes.iter().any(|f| l.starts_with(&format!("{f} ")))), "{bare:?}");
+    let wide = cli_at(&app, &["list", "-o", "wide", "-l", "team=odd"]).await;
+    let header = wide.stdout.lines().next().unwrap_or_default();
+    assert!(header.starts_with("NAME ") && header.contains("REQUESTED BY") && header.ends_with("LABELS"), "{wide:?}");
+    let row = wide.stdout.lines().nth(1).unwrap_or_default();
+    assert!(row.starts_with(&fakes[1]) && row.contains("anonymous") && row.contains("team=odd"), "{wide:?}");
+    let templates = cli_at(&app, &["templates", "-o", "name"]).await;
+    assert_eq!(templates.stdout, "fake\ngreeting\njob-template\n", "{templates:?}");
+
     let paged = cli_at(&app, &["list", "--template", "fake", "--limit", "1", "--all", "-o", "yaml"]).await;
     assert_eq!(paged.code, 0, "{paged:?}");
     let paged = paged.yaml();
@@ -275,6 +358,15 @@ async fn templates_are_listed_and_rendered_online_and_offline() {
     let online = cli_at(&app, &["render", "--template", "greeting", "-p", "name=Ada", "-o", "json"]).await;
     assert_eq!(online.code, 0, "{online:?}");
     assert_eq!(online.json()["kind"], "Job");
+    let unfit = cli_at(&app, &["render", "--template", "greeting"]).await;
+    assert_eq!(unfit.code, 1, "a request that does not fit: exit 1, as offline: {unfit:?}");
+    assert!(unfit.stderr.contains("(400): params.name: required"), "{unfit:?}");
+    let named =
+        cli_at(&app, &["render", "--template", "greeting", "-p", "name=Ada", "--idempotency-key", "k", "-o", "name"])
+            .await;
+    assert!(named.code == 0 && named.stdout.starts_with("k-") && named.stdout.lines().count() == 1, "{named:?}");
+    let unknown_template = cli_at(&app, &["render", "--template", "nope"]).await;
+    assert_eq!(unknown_template.code, 2, "{unknown_template:?}");
 
     // Offline: no server at all.
     let dir = TempDir::new();
@@ -302,4 +394,210 @@ async fn templates_are_listed_and_rendered_online_and_offline() {
     assert!(invalid.stderr.contains("template broken (broken.yaml) is invalid: restartPolicy"), "{invalid:?}");
     let absent = cli(&["render", "--file", "/nonexistent/job.yaml"]).await;
     assert_eq!(absent.code, 2, "{absent:?}");
+}
+
+#[tokio::test]
+async fn completion_scripts_and_flags_that_belong_to_the_cli() {
+    let bash = cli(&["completion", "bash"]).await;
+    assert_eq!(bash.code, 0, "{bash:?}");
+    assert!(bash.stdout.contains("complete ") && bash.stdout.contains("kube-job-launcher"), "a bash script");
+    for command in ["serve", "launch", "get", "list", "cancel", "logs", "templates", "render", "config", "completion"] {
+        assert!(bash.stdout.contains(command), "{command} is completed");
+    }
+    for flag in ["--selector", "--no-headers", "--ca-file", "--context", "use-context"] {
+        assert!(bash.stdout.contains(flag), "{flag} is completed");
+    }
+    for shell in ["zsh", "fish"] {
+        let script = cli(&["completion", shell]).await;
+        assert_eq!(script.code, 0, "{script:?}");
+        assert!(script.stdout.contains("launch") && script.stdout.contains("no-headers"), "{shell}: {script:?}");
+    }
+    assert_eq!(cli(&["completion", "tcsh"]).await.code, 2);
+
+    // serve takes none of the CLI's flags, rather than ignoring them.
+    let serve = cli(&["serve", "--token", "x"]).await;
+    assert_eq!(serve.code, 2, "{serve:?}");
+    assert!(serve.stderr.contains("--token is a flag of the CLI commands"), "{serve:?}");
+    let help = cli(&["list", "--help"]).await;
+    assert!(help.stdout.contains("Examples:\n  # The newest 100 Jobs"), "{help:?}");
+}
+
+#[tokio::test]
+async fn a_config_files_contexts_give_server_and_token_and_flags_win() {
+    let ns = TestNamespace::create("cli-config").await;
+    put_config_map(
+        &ns.client,
+        &ns.name,
+        "job-template-cm",
+        &[("job-template.yaml", SEED_TEMPLATE), ("fake.yaml", FAKE)],
+    )
+    .await;
+    let dir = TempDir::new();
+    let tokens = dir.file("tokens", "s3cret,ada,1\n");
+    let app = TestApp::start(&ns.name, &["--auth-token-file", &tokens]).await.ready().await;
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+    );
+    // Where XDG_CONFIG_HOME says; the token file relative to the config file's folder.
+    dir.file("xdg/kube-job-launcher/ada.token", "s3cret\n");
+    let config = format!(
+        "# the test's launchers\n\
+         current-context: nowhere\n\
+         contexts:\n\
+         \x20 - name: nowhere\n\
+         \x20   server: {dead}\n\
+         \x20 - name: test\n\
+         \x20   server: {base}\n\
+         \x20   token-file: ada.token\n\
+         \x20 - name: inline\n\
+         \x20   server: {base}\n\
+         \x20   token: s3cret\n",
+        base = app.base
+    );
+    let config_path = dir.file("xdg/kube-job-launcher/config", &config);
+    let xdg = dir.path("xdg");
+    let env = [("XDG_CONFIG_HOME", xdg.as_str())];
+
+    let refused = cli_with(&["list"], &env).await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!("cannot connect to the launcher at {dead}")),
+        "current-context: {refused:?}"
+    );
+
+    let launched = cli_with(&["--context", "test", "launch", "-t", "fake", "-l", "via=context"], &env).await;
+    assert_eq!(launched.code, 0, "{launched:?}");
+    let name = launched.stdout.trim().to_string();
+    let got = cli_with(&["get", &name, "--context", "test", "-o", "json"], &env).await;
+    assert_eq!(got.code, 0, "{got:?}");
+    assert_eq!(
+        (got.json()["requestedBy"].as_str(), got.json()["labels"]["via"].as_str()),
+        (Some("ada"), Some("context"))
+    );
+    let by_env = cli_with(&["list", "-o", "name"], &[env[0], ("JOB_LAUNCHER_CONTEXT", "inline")]).await;
+    assert_eq!(sorted_lines(&by_env), vec![name.clone()], "JOB_LAUNCHER_CONTEXT picks the context");
+
+    // A flag wins over the environment, which wins over the context.
+    let wrong_token = cli_with(&["list", "--context", "test", "--token", "nope"], &env).await;
+    assert_eq!(wrong_token.code, 2, "{wrong_token:?}");
+    assert!(wrong_token.stderr.contains("(401)"), "{wrong_token:?}");
+    let env_server = cli_with(&["list", "--context", "test"], &[env[0], ("JOB_LAUNCHER_SERVER", dead.as_str())]).await;
+    assert!(env_server.stderr.contains(&format!("at {dead}")), "{env_server:?}");
+    let flag_server =
+        cli_with(&["list", "--context", "nowhere", "--server", &app.base, "--token", "s3cret", "-o", "name"], &env)
+            .await;
+    assert_eq!(sorted_lines(&flag_server), vec![name.clone()]);
+    let no_such = cli_with(&["--context", "prod", "list"], &env).await;
+    assert_eq!(no_such.code, 2);
+    assert!(
+        no_such.stderr.contains("--context \"prod\": no such context in ")
+            && no_such.stderr.contains("(contexts: nowhere, test, inline)"),
+        "{no_such:?}"
+    );
+
+    // config use-context rewrites the one line and keeps the rest.
+    let switched = cli_with(&["config", "use-context", "test"], &env).await;
+    assert_eq!((switched.code, switched.stdout.as_str()), (0, "Switched to context \"test\".\n"), "{switched:?}");
+    let text = std::fs::read_to_string(&config_path).expect("the config file");
+    assert_eq!(text, config.replace("current-context: nowhere", "current-context: test"));
+    assert_eq!(cli_with(&["config", "current-context"], &env).await.stdout, "test\n");
+    let listed = cli_with(&["list", "-o", "name"], &env).await;
+    assert_eq!(sorted_lines(&listed), vec![name.clone()], "the new current context");
+    let contexts = cli_with(&["config", "get-contexts"], &env).await;
+    assert!(contexts.stdout.lines().any(|l| l.starts_with("*") && l.contains(" test ")), "{contexts:?}");
+    let view = cli_with(&["config", "view"], &env).await;
+    assert!(view.stdout.contains("token: REDACTED") && !view.stdout.contains("s3cret"), "{view:?}");
+    assert_eq!(cli_with(&["config", "use-context", "prod"], &env).await.code, 2);
+
+    // A malformed file is a clear error; a missing default one is none at all.
+    dir.file("xdg/kube-job-launcher/config", "contexts:\n  - name: x\n    sever: y\n");
+    let malformed = cli_with(&["list"], &env).await;
+    assert_eq!(malformed.code, 2, "{malformed:?}");
+    assert!(malformed.stderr.contains(&format!("error: the config file {config_path} is invalid: ")), "{malformed:?}");
+    assert!(malformed.stderr.contains("sever"), "names the unknown field: {malformed:?}");
+    let offline = cli_with(&["render", "--file", "/nonexistent.yaml"], &env).await;
+    assert!(!offline.stderr.contains("config file"), "render --file needs no config: {offline:?}");
+    let none = cli(&["list", "--server", &app.base]).await;
+    assert_eq!(none.code, 2, "no config, no token: {none:?}");
+    assert!(none.stderr.contains("(401)") && none.stderr.contains("hint:"), "{none:?}");
+}
+
+/// Runs openssl in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn https_servers_are_checked_against_the_ca_file_or_not_at_all() {
+    let ns = TestNamespace::create("cli-tls").await;
+    put_config_map(&ns.client, &ns.name, "job-template-cm", &[("job-template.yaml", SEED_TEMPLATE)]).await;
+    let dir = TempDir::new();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &dir.0,
+        &[&["req", "-x509"][..], &ec, &["-days", "1", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt"]]
+            .concat(),
+    );
+    openssl(
+        &dir.0,
+        &[&["req"][..], &ec, &["-subj", "/CN=localhost", "-keyout", "tls.key", "-out", "tls.csr"]].concat(),
+    );
+    dir.file("tls.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+    openssl(
+        &dir.0,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "tls.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "tls.ext",
+            "-out",
+            "tls.crt",
+        ],
+    );
+    let (cert, key, ca) = (dir.path("tls.crt"), dir.path("tls.key"), dir.path("ca.crt"));
+    let app = TestApp::start(&ns.name, &["--tls-cert-file", &cert, "--tls-key-file", &key]).await.ready().await;
+    let port = app.base.rsplit(':').next().unwrap_or_default().to_string();
+    let server = format!("https://localhost:{port}");
+
+    let untrusted = cli(&["templates", "-o", "name", "--server", &server]).await;
+    assert_eq!(untrusted.code, 2, "{untrusted:?}");
+    assert!(
+        untrusted.stderr.contains(&format!(
+            "the launcher at {server} presented a certificate that the system's trust store does not accept"
+        )) && untrusted.stderr.contains("--ca-file"),
+        "{untrusted:?}"
+    );
+    let trusted = cli(&["--ca-file", &ca, "templates", "-o", "name", "--server", &server]).await;
+    assert_eq!((trusted.code, trusted.stdout.as_str()), (0, "job-template\n"), "{trusted:?}");
+    let by_ip =
+        cli(&["templates", "-o", "name", "--server", &format!("https://127.0.0.1:{port}"), "--ca-file", &ca]).await;
+    assert_eq!(by_ip.code, 0, "the certificate names 127.0.0.1 too: {by_ip:?}");
+    let insecure = cli(&["templates", "--insecure-skip-tls-verify", "-o", "name", "--server", &server]).await;
+    assert_eq!((insecure.code, insecure.stdout.as_str()), (0, "job-template\n"), "{insecure:?}");
+    let by_env =
+        cli_with(&["templates", "-o", "name", "--server", &server], &[("JOB_LAUNCHER_CA_FILE", ca.as_str())]).await;
+    assert_eq!(by_env.code, 0, "{by_env:?}");
+
+    // A context's ca-file, relative to the config file.
+    dir.file("xdg/kube-job-launcher/launcher-ca.pem", &std::fs::read_to_string(&ca).expect("ca"));
+    dir.file(
+        "xdg/kube-job-launcher/config",
+        &format!(
+            "current-context: tls\ncontexts:\n  - name: tls\n    server: {server}\n    ca-file: launcher-ca.pem\n"
+        ),
+    );
+    let xdg = dir.path("xdg");
+    let context = cli_with(&["templates", "-o", "name"], &[("XDG_CONFIG_HOME", xdg.as_str())]).await;
+    assert_eq!((context.code, context.stdout.as_str()), (0, "job-template\n"), "{context:?}");
 }

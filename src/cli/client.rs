@@ -11,7 +11,10 @@ use reqwest::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{args::ServerArgs, error::CliError};
+use super::{
+    config_file::{Connection, Credential, Tls},
+    error::CliError,
+};
 use crate::api::SOURCE_HEADER;
 
 /// Longest wait for a connection.
@@ -26,6 +29,8 @@ pub struct ApiClient {
     /// The server as the user named it, for messages.
     server: String,
     token: Option<HeaderValue>,
+    /// How the server's certificate is checked, for messages.
+    tls: Tls,
 }
 
 /// What the CLI reads of a problem+json body; lenient, so that any error body with a title or a
@@ -37,18 +42,18 @@ struct ProblemBody {
 }
 
 impl ApiClient {
-    pub fn new(args: &ServerArgs) -> Result<Self, CliError> {
+    pub fn new(connection: &Connection) -> Result<Self, CliError> {
         // reqwest's rustls asks for the process's default crypto provider: make it aws-lc-rs, the
         // one kube uses, so no second provider is built in. Failing means one is set already.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let base = parse_server(&args.server)?;
-        let token = match (&args.token, &args.token_file) {
-            (Some(token), _) => Some(token.clone()),
-            (None, Some(path)) => Some(
+        let base = parse_server(&connection.server)?;
+        let token = match &connection.credential {
+            Some(Credential::Token(token)) => Some(token.clone()),
+            Some(Credential::File(path)) => Some(
                 std::fs::read_to_string(path)
                     .map_err(|e| CliError::Usage(format!("cannot read the token file {}: {e}", path.display())))?,
             ),
-            (None, None) => None,
+            None => None,
         };
         let token = token
             .map(|t| {
@@ -62,12 +67,25 @@ impl ApiClient {
                 Ok(value)
             })
             .transpose()?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("kube-job-launcher-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("kube-job-launcher-cli/", env!("CARGO_PKG_VERSION")));
+        match &connection.tls {
+            Tls::System => {}
+            Tls::CaFile(path) => {
+                // As kubectl's --certificate-authority: this CA instead of the system's store.
+                builder = builder.tls_built_in_root_certs(false);
+                for certificate in ca_certificates(path)? {
+                    builder = builder.add_root_certificate(certificate);
+                }
+            }
+            Tls::Insecure => builder = builder.danger_accept_invalid_certs(true),
+        }
+        let http = builder
             .build()
             .map_err(|e| CliError::Usage(format!("cannot set up the HTTP client: {}", error_chain(&e))))?;
-        Ok(Self { http, base, server: args.server.trim().trim_end_matches('/').to_string(), token })
+        let server = connection.server.trim().trim_end_matches('/').to_string();
+        Ok(Self { http, base, server, token, tls: connection.tls.clone() })
     }
 
     /// The URL of an API path given as segments, each percent-encoded as needed.
@@ -150,12 +168,52 @@ impl ApiClient {
         let server = self.server.clone();
         if error.is_timeout() {
             CliError::Timeout { server }
+        } else if error.is_connect() && self.tls != Tls::Insecure && is_certificate_error(error) {
+            let trust = match &self.tls {
+                Tls::CaFile(path) => format!("the CA in {}", path.display()),
+                _ => "the system's trust store".to_string(),
+            };
+            CliError::Certificate { server, cause: root_cause(error), trust }
         } else if error.is_connect() {
             CliError::Connect { server, cause: root_cause(error) }
         } else {
             CliError::Transport { server, cause: error_chain(error) }
         }
     }
+}
+
+/// The certificates of a PEM file: a CA, or a bundle of them.
+fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, CliError> {
+    let pem =
+        std::fs::read(path).map_err(|e| CliError::Usage(format!("cannot read the CA file {}: {e}", path.display())))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| CliError::Usage(format!("the CA file {} is not PEM: {}", path.display(), error_chain(&e))))?;
+    if certificates.is_empty() {
+        return Err(CliError::Usage(format!("the CA file {} holds no PEM certificate", path.display())));
+    }
+    Ok(certificates)
+}
+
+/// Whether a connection failed on the server's certificate: rustls' error somewhere in the chain,
+/// perhaps inside `io::Error`s (whose `source` skips what they wrap).
+fn is_certificate_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    fn is_rustls_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+        if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        match e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => is_rustls_certificate(inner),
+            None => false,
+        }
+    }
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if is_rustls_certificate(e) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn reason(status: StatusCode) -> String {
@@ -209,8 +267,8 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
-    fn args(server: &str) -> ServerArgs {
-        ServerArgs { server: server.into(), token: None, token_file: None }
+    fn args(server: &str) -> Connection {
+        Connection::to(server)
     }
 
     #[test]
@@ -226,11 +284,27 @@ mod tests {
 
     #[test]
     fn tokens_come_from_the_flag_or_a_file_and_must_fit_a_header() {
-        let client = ApiClient::new(&ServerArgs { token: Some(" abc \n".into()), ..args("x:1") }).expect("client");
+        let token = |t: &str| Connection { credential: Some(Credential::Token(t.into())), ..args("x:1") };
+        let client = ApiClient::new(&token(" abc \n")).expect("client");
         assert_eq!(client.token.as_ref().and_then(|t| t.to_str().ok()), Some("Bearer abc"));
-        assert!(ApiClient::new(&ServerArgs { token: Some("a\nb".into()), ..args("x:1") }).is_err());
-        assert!(ApiClient::new(&ServerArgs { token: Some("  ".into()), ..args("x:1") }).is_err());
-        let missing = ServerArgs { token_file: Some("/nonexistent/token".into()), ..args("x:1") };
+        assert!(ApiClient::new(&token("a\nb")).is_err());
+        assert!(ApiClient::new(&token("  ")).is_err());
+        let missing = Connection { credential: Some(Credential::File("/nonexistent/token".into())), ..args("x:1") };
         assert!(matches!(ApiClient::new(&missing), Err(CliError::Usage(m)) if m.contains("/nonexistent/token")));
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_pem_certificate() {
+        let missing = Connection { tls: Tls::CaFile("/nonexistent/ca.pem".into()), ..args("https://x:1") };
+        assert!(
+            matches!(ApiClient::new(&missing), Err(CliError::Usage(m)) if m.contains("cannot read the CA file /nonexistent/ca.pem"))
+        );
+        let path = std::env::temp_dir().join(format!("kjl-not-a-ca-{}", std::process::id()));
+        std::fs::write(&path, "not a certificate\n").expect("write");
+        let empty = Connection { tls: Tls::CaFile(path.clone()), ..args("https://x:1") };
+        let result = ApiClient::new(&empty);
+        let _ = std::fs::remove_file(&path);
+        assert!(matches!(result, Err(CliError::Usage(m)) if m.contains("holds no PEM certificate")));
+        assert!(ApiClient::new(&Connection { tls: Tls::Insecure, ..args("https://x:1") }).is_ok());
     }
 }

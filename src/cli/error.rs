@@ -12,9 +12,15 @@ pub enum CliError {
     Usage(String),
 
     #[error(
-        "cannot connect to the launcher at {server}: {cause}\n  is it running, and does --server (or JOB_LAUNCHER_SERVER) name its API?"
+        "cannot connect to the launcher at {server}: {cause}\n  is it running, and does --server (or JOB_LAUNCHER_SERVER, or the config file's context) name its API?"
     )]
     Connect { server: String, cause: String },
+
+    /// The server's certificate is not trusted (or not for that name).
+    #[error(
+        "the launcher at {server} presented a certificate that {trust} does not accept: {cause}\n  give --ca-file with the CA that signed it (or, for a test server only, --insecure-skip-tls-verify)"
+    )]
+    Certificate { server: String, cause: String, trust: String },
 
     #[error("no answer from the launcher at {server} in time")]
     Timeout { server: String },

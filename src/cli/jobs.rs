@@ -11,8 +11,13 @@ use super::{
     args::{JobCommand, LaunchCommand, ListCommand, LogsCommand, OutputFormat},
     client::ApiClient,
     output::{self, Table, fields, stderr, stdout, when},
+    session::Session,
 };
-use crate::api::{JobState, JobView};
+use crate::{
+    api::{JobState, JobView},
+    keys,
+    selector::Selector,
+};
 
 /// How often `launch --wait` and `logs -f` look again.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
@@ -28,9 +33,9 @@ fn job_view(value: &Value) -> Result<JobView, CliError> {
         .map_err(|e| CliError::Unexpected(format!("the launcher's answer is not a JobView: {e}")))
 }
 
-pub async fn launch(command: LaunchCommand) -> Result<(), CliError> {
+pub async fn launch(command: LaunchCommand, session: &Session) -> Result<(), CliError> {
     let mut request = command.request.to_request(command.template.clone())?;
-    let client = ApiClient::new(&command.server)?;
+    let client = session.client()?;
     let mut post = client.request(Method::POST, client.url(&["v1", "jobs"]));
     // The key travels as the Idempotency-Key header; one a header cannot carry goes in the body.
     if let Some(key) = &request.idempotency_key
@@ -41,19 +46,21 @@ pub async fn launch(command: LaunchCommand) -> Result<(), CliError> {
     }
     let (status, value) = client.json(post.json(&request)).await?;
     let view = job_view(&value)?;
-    let format = command.output.format;
+    let format = session.format();
     if status == StatusCode::OK {
         stderr(&format!("{}: an earlier request with this idempotency key created it; nothing new", view.name));
     }
     if !command.wait {
         return match format {
-            OutputFormat::Table => stdout(&format!("{}\n", view.name)),
-            _ => stdout(&output::encode(&value, format)?),
+            OutputFormat::Table | OutputFormat::Wide | OutputFormat::Name => stdout(&format!("{}\n", view.name)),
+            OutputFormat::Json | OutputFormat::Yaml => stdout(&output::encode(&value, format)?),
         };
     }
     let (last, value) = follow(&client, view, value, command.timeout, format).await?;
-    if format != OutputFormat::Table {
-        stdout(&output::encode(&value, format)?)?;
+    match format {
+        OutputFormat::Json | OutputFormat::Yaml => stdout(&output::encode(&value, format)?)?,
+        OutputFormat::Name => stdout(&format!("{}\n", last.name))?,
+        OutputFormat::Table | OutputFormat::Wide => {}
     }
     match last.state {
         JobState::Succeeded => Ok(()),
@@ -96,8 +103,8 @@ fn pod_detail(view: &JobView) -> Option<String> {
 }
 
 /// Polls the Job until it ends, printing a line on each change of state: to standard output for
-/// people (table), to standard error when standard output carries JSON or YAML. Returns the
-/// Job's last view and its JSON.
+/// people (a table), to standard error when standard output carries JSON, YAML or the name.
+/// Returns the Job's last view and its JSON.
 async fn follow(
     client: &ApiClient,
     first: JobView,
@@ -106,7 +113,7 @@ async fn follow(
     format: OutputFormat,
 ) -> Result<(JobView, Value), CliError> {
     let progress = |line: String| {
-        if format == OutputFormat::Table {
+        if format.is_table() {
             // Best effort: a closed pipe must not hide the Job's outcome, which the exit code
             // still tells.
             let _ = stdout(&format!("{line}\n"));
@@ -173,11 +180,12 @@ fn humantime(d: std::time::Duration) -> String {
     if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
 
-pub async fn get(command: JobCommand) -> Result<(), CliError> {
-    let client = ApiClient::new(&command.server)?;
+pub async fn get(command: JobCommand, session: &Session) -> Result<(), CliError> {
+    let client = session.client()?;
     let value = client.get_json(&["v1", "jobs", &command.name]).await?;
-    match command.output.format {
-        OutputFormat::Table => stdout(&describe(&job_view(&value)?, Timestamp::now())),
+    match session.format() {
+        OutputFormat::Table | OutputFormat::Wide => stdout(&describe(&job_view(&value)?, Timestamp::now())),
+        OutputFormat::Name => stdout(&format!("{}\n", job_view(&value)?.name)),
         format => stdout(&output::encode(&value, format)?),
     }
 }
@@ -219,8 +227,9 @@ pub fn describe(view: &JobView, now: Timestamp) -> String {
     text
 }
 
-pub async fn list(command: ListCommand) -> Result<(), CliError> {
-    let client = ApiClient::new(&command.server)?;
+pub async fn list(command: ListCommand, session: &Session) -> Result<(), CliError> {
+    let client = session.client()?;
+    let selector = command.selectors.iter().cloned().fold(Selector::everything(), Selector::and);
     let mut items: Vec<Value> = Vec::new();
     let mut token = command.continue_token.clone();
     let next = loop {
@@ -233,8 +242,8 @@ pub async fn list(command: ListCommand) -> Result<(), CliError> {
             if let Some(state) = &command.state {
                 query.append_pair("state", state);
             }
-            for (k, v) in &command.labels {
-                query.append_pair("label", &format!("{k}={v}"));
+            if !selector.is_empty() {
+                query.append_pair("labelSelector", &selector.to_string());
             }
             if let Some(limit) = command.limit {
                 query.append_pair("limit", &limit.to_string());
@@ -257,8 +266,8 @@ pub async fn list(command: ListCommand) -> Result<(), CliError> {
             next => break next,
         }
     };
-    let format = command.output.format;
-    if format != OutputFormat::Table {
+    let format = session.format();
+    if format.is_document() {
         let mut list = json!({ "items": items });
         if let Some(next) = &next {
             list["continue"] = Value::from(next.as_str());
@@ -266,10 +275,13 @@ pub async fn list(command: ListCommand) -> Result<(), CliError> {
         return stdout(&output::encode(&list, format)?);
     }
     let views = items.iter().map(job_view).collect::<Result<Vec<_>, _>>()?;
-    if views.is_empty() {
+    if format == OutputFormat::Name {
+        stdout(&views.iter().map(|v| format!("{}\n", v.name)).collect::<String>())?;
+    } else if views.is_empty() {
         stderr("No Jobs found.");
     } else {
-        stdout(&jobs_table(&views, Timestamp::now()).render())?;
+        let wide = format == OutputFormat::Wide;
+        stdout(&jobs_table(&views, Timestamp::now(), wide).render_with(session.headers()))?;
     }
     if let Some(next) = next {
         stderr(&format!("More Jobs: --all for every page, or --continue {next} for the next one."));
@@ -277,37 +289,58 @@ pub async fn list(command: ListCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Jobs as rows, for people.
-pub fn jobs_table(views: &[JobView], now: Timestamp) -> Table {
-    let mut table = Table::new(&["NAME", "TEMPLATE", "STATE", "SOURCE", "PRIORITY", "AGE"]);
+/// Jobs as rows, for people. `wide` adds the queue position, the caller, the newest pod's node
+/// and the Job's own labels (not the launcher's).
+pub fn jobs_table(views: &[JobView], now: Timestamp, wide: bool) -> Table {
+    let mut headers = vec!["NAME", "TEMPLATE", "STATE", "SOURCE", "PRIORITY", "AGE"];
+    if wide {
+        headers.extend(["QUEUE", "REQUESTED BY", "NODE", "LABELS"]);
+    }
+    let mut table = Table::new(&headers);
     for v in views {
-        table.row(vec![
+        let mut row = vec![
             v.name.clone(),
             v.template.clone(),
             v.state.as_str().to_string(),
             v.source.clone(),
             v.priority.to_string(),
             v.created_at.map(|t| output::age(t, now)).unwrap_or_default(),
-        ]);
+        ];
+        if wide {
+            let labels: Vec<String> = v
+                .labels
+                .iter()
+                .filter(|(k, _)| !k.starts_with(keys::PREFIX) && k.as_str() != keys::MANAGED_BY)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            row.extend([
+                v.queue_position.map(|p| p.to_string()).unwrap_or_default(),
+                v.requested_by.clone().unwrap_or_default(),
+                v.pods.last().and_then(|p| p.node.clone()).unwrap_or_default(),
+                labels.join(","),
+            ]);
+        }
+        table.row(row);
     }
     table
 }
 
-pub async fn cancel(command: JobCommand) -> Result<(), CliError> {
-    let client = ApiClient::new(&command.server)?;
+pub async fn cancel(command: JobCommand, session: &Session) -> Result<(), CliError> {
+    let client = session.client()?;
     let request = client.request(Method::DELETE, client.url(&["v1", "jobs", &command.name]));
     let (_, value) = client.json(request).await?;
-    match command.output.format {
-        OutputFormat::Table => {
+    match session.format() {
+        OutputFormat::Table | OutputFormat::Wide => {
             let view = job_view(&value)?;
             stdout(&format!("{}: cancelled (it was {})\n", view.name, view.state.as_str()))
         }
+        OutputFormat::Name => stdout(&format!("{}\n", job_view(&value)?.name)),
         format => stdout(&output::encode(&value, format)?),
     }
 }
 
-pub async fn logs(command: LogsCommand) -> Result<(), CliError> {
-    let client = ApiClient::new(&command.server)?;
+pub async fn logs(command: LogsCommand, session: &Session) -> Result<(), CliError> {
+    let client = session.client()?;
     let mut url = client.url(&["v1", "jobs", &command.name, "logs"]);
     {
         let mut query = url.query_pairs_mut();
@@ -429,10 +462,17 @@ mod tests {
         assert!(text.contains("Labels:     team=odd\n"), "{text}");
         assert!(!text.contains("Started"), "{text}");
         assert!(text.contains("  POD          PHASE     NODE          EXIT CODE   REASON\n"), "{text}");
-        let table = jobs_table(&[view(sample())], now).render();
+        let table = jobs_table(&[view(sample())], now, false).render();
         assert_eq!(
             table,
             "NAME       TEMPLATE   STATE     SOURCE   PRIORITY   AGE\nfake-abc   fake       running   cli      0          100s\n"
         );
+        let mut queued = sample();
+        queued["queuePosition"] = json!(2);
+        queued["requestedBy"] = json!("ci-bot");
+        queued["labels"]["job-launcher.dev/template"] = json!("fake");
+        queued["labels"]["app.kubernetes.io/managed-by"] = json!("kube-job-launcher");
+        let wide = jobs_table(&[view(queued)], now, true).render_with(false);
+        assert_eq!(wide, "fake-abc   fake   running   cli   0   100s   2   ci-bot   kwok-node-1   team=odd\n");
     }
 }

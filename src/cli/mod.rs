@@ -1,33 +1,45 @@
 //! The command-line client, in the launcher's own binary: `launch`, `get`, `list`, `cancel`,
-//! `logs`, `templates` and `render` speak the HTTP API (`--server`, `--token`); `render --file`
-//! renders a template file offline.
+//! `logs`, `templates` and `render` speak the HTTP API; `render --file` renders a template file
+//! offline; `config` reads and switches the contexts of the CLI's config file.
+//!
+//! The connection (`--server`, `--token`, `--token-file`, `--ca-file`,
+//! `--insecure-skip-tls-verify`, `--context`, `--config`) and output (`-o`, `--no-headers`)
+//! flags are global: before or after the command. Each flag wins over its environment variable,
+//! which wins over the config file's context ([`config_file`]).
 //!
 //! Exit codes: 0 success; 1 the Job failed (`launch --wait`) or a template does not render
-//! (`render`); 2 a usage, connection or HTTP error.
+//! (`render`); 2 a usage, config, connection or HTTP error.
 
 pub mod args;
 pub mod client;
+pub mod config_file;
+mod contexts;
 pub mod error;
 mod jobs;
 pub mod output;
 pub mod render;
+mod session;
 mod templates;
 
 use std::process::ExitCode;
 
-pub use args::ClientCommand;
+pub use args::{ClientCommand, GlobalArgs};
 pub use error::{CliError, EXIT_ERROR, EXIT_FAILED};
 
+pub use session::Session;
+
 /// Runs one CLI command; errors go to standard error as `error: ...`.
-pub async fn run(command: ClientCommand) -> ExitCode {
+pub async fn run(command: ClientCommand, globals: GlobalArgs) -> ExitCode {
+    let session = Session::new(globals);
     let result = match command {
-        ClientCommand::Launch(c) => jobs::launch(c).await,
-        ClientCommand::Get(c) => jobs::get(c).await,
-        ClientCommand::List(c) => jobs::list(c).await,
-        ClientCommand::Cancel(c) => jobs::cancel(c).await,
-        ClientCommand::Logs(c) => jobs::logs(c).await,
-        ClientCommand::Templates(c) => templates::templates(c).await,
-        ClientCommand::Render(c) => templates::render(c).await,
+        ClientCommand::Launch(c) => jobs::launch(c, &session).await,
+        ClientCommand::Get(c) => jobs::get(c, &session).await,
+        ClientCommand::List(c) => jobs::list(c, &session).await,
+        ClientCommand::Cancel(c) => jobs::cancel(c, &session).await,
+        ClientCommand::Logs(c) => jobs::logs(c, &session).await,
+        ClientCommand::Templates(c) => templates::templates(c, &session).await,
+        ClientCommand::Render(c) => templates::render(c, &session).await,
+        ClientCommand::Config(c) => contexts::config(c, &session),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,12 +64,46 @@ mod tests {
     struct Client {
         #[command(subcommand)]
         command: ClientCommand,
+        #[command(flatten)]
+        globals: GlobalArgs,
+    }
+
+    fn parse_all(args: &[&str]) -> Result<Client, clap::Error> {
+        let mut argv = vec!["kube-job-launcher"];
+        argv.extend_from_slice(args);
+        Client::try_parse_from(argv)
     }
 
     fn parse(args: &[&str]) -> Result<ClientCommand, clap::Error> {
-        let mut argv = vec!["kube-job-launcher"];
-        argv.extend_from_slice(args);
-        Ok(Client::try_parse_from(argv)?.command)
+        Ok(parse_all(args)?.command)
+    }
+
+    #[test]
+    fn global_flags_work_before_and_after_the_command() {
+        for argv in [
+            &["--server", "http://h:1", "-o", "name", "--no-headers", "list", "--state", "running"][..],
+            &["list", "--server", "http://h:1", "--state", "running", "-o", "name", "--no-headers"][..],
+            &["-o", "name", "list", "--no-headers", "--state", "running", "--server=http://h:1"][..],
+        ] {
+            let client = parse_all(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert_eq!(client.globals.server.server.as_deref(), Some("http://h:1"), "{argv:?}");
+            assert_eq!(client.globals.output.format(), args::OutputFormat::Name, "{argv:?}");
+            assert!(client.globals.output.no_headers, "{argv:?}");
+            assert!(matches!(client.command, ClientCommand::List(l) if l.state.as_deref() == Some("running")));
+        }
+        let client =
+            parse_all(&["--context", "prod", "templates", "--ca-file", "ca.pem", "--token-file", "t"]).expect("parses");
+        assert_eq!(client.globals.server.context.as_deref(), Some("prod"));
+        assert_eq!(client.globals.server.ca_file.as_deref(), Some(std::path::Path::new("ca.pem")));
+        let list =
+            parse(&["list", "-l", "team!=data", "--selector", "tier in (a, b)", "--label", "x"]).expect("parses");
+        let ClientCommand::List(list) = list else { panic!("list") };
+        let texts: Vec<String> = list.selectors.iter().map(ToString::to_string).collect();
+        assert_eq!(texts, vec!["team!=data", "tier in (a,b)", "x"]);
+        let ClientCommand::Launch(launch) = parse(&["launch", "-l", "team=data"]).expect("parses") else {
+            panic!("launch")
+        };
+        assert_eq!(launch.request.labels, vec![("team".to_string(), "data".to_string())], "launch -l sets labels");
     }
 
     #[test]
@@ -79,7 +125,7 @@ mod tests {
 
     #[test]
     fn the_commands_parse_with_their_flags() {
-        let ClientCommand::Launch(launch) = parse(&[
+        let Client { command: ClientCommand::Launch(launch), globals } = parse_all(&[
             "launch",
             "-t",
             "fake",
@@ -105,8 +151,8 @@ mod tests {
         assert_eq!(launch.template.as_deref(), Some("fake"));
         assert_eq!(launch.request.priority, -2);
         assert_eq!(launch.timeout, Some(Duration::from_secs(90)));
-        assert_eq!(launch.server.server, "http://h:1");
-        assert_eq!(launch.output.format, args::OutputFormat::Json);
+        assert_eq!(globals.server.server.as_deref(), Some("http://h:1"));
+        assert_eq!(globals.output.format(), args::OutputFormat::Json);
         let request = launch.request.to_request(launch.template.clone()).expect("request");
         assert_eq!(
             serde_json::to_value(&request).ok().and_then(|v| v.pointer("/params/exitCode").cloned()),
@@ -122,6 +168,9 @@ mod tests {
         assert!(parse(&["list", "--state", "done"]).is_err());
         assert!(parse(&["list", "--all", "--continue", "t"]).is_err());
         assert!(parse(&["get", "x", "--token", "a", "--token-file", "f"]).is_err());
+        assert!(parse(&["get", "x", "--ca-file", "ca.pem", "--insecure-skip-tls-verify"]).is_err());
+        assert!(parse(&["list", "-l", "a in b"]).is_err_and(|e| e.to_string().contains("want '(' after 'in'")));
+        assert!(parse(&["list", "-o", "tabel"]).is_err());
         assert!(
             matches!(parse(&["logs", "x", "-f", "--tail", "3"]), Ok(ClientCommand::Logs(l)) if l.follow && l.tail == Some(3))
         );

@@ -27,7 +27,7 @@ pub fn encode(value: &Value, format: OutputFormat) -> Result<String, CliError> {
         OutputFormat::Json => serde_json::to_string_pretty(value)
             .map(|s| s + "\n")
             .map_err(|e| CliError::Unexpected(format!("cannot encode JSON: {e}"))),
-        OutputFormat::Yaml | OutputFormat::Table => to_yaml(value),
+        OutputFormat::Yaml | OutputFormat::Table | OutputFormat::Wide | OutputFormat::Name => to_yaml(value),
     }
 }
 
@@ -75,12 +75,19 @@ impl Table {
     }
 
     pub fn render(&self) -> String {
-        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        self.render_with(true)
+    }
+
+    /// The table, with or without its header row (`--no-headers`); the columns are as wide as
+    /// the rows printed need.
+    pub fn render_with(&self, headers: bool) -> String {
+        let rows = if headers { &self.rows[..] } else { &self.rows[1..] };
+        let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)
-            .map(|i| self.rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+            .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
             .collect();
         let mut out = String::new();
-        for row in &self.rows {
+        for row in rows {
             let mut line = String::new();
             for (i, text) in row.iter().enumerate() {
                 if i > 0 {
@@ -152,6 +159,11 @@ mod tests {
              line break   ünï       -\n"
         );
         assert_eq!(Table::new(&["A", "B"]).render(), "A   B\n");
+        assert_eq!(
+            t.render_with(false),
+            "fake-abc     running   5s\nx            -         12m\nline break   ünï       -\n"
+        );
+        assert_eq!(Table::new(&["A", "B"]).render_with(false), "");
         assert!(Table::new(&["A"]).is_empty());
     }
 

@@ -8,9 +8,9 @@ use serde_json::Value;
 use super::{
     CliError,
     args::{OutputFormat, RenderCommand, TemplatesCommand},
-    client::ApiClient,
     output::{self, Table, fields, stderr, stdout},
     render::{OfflineTemplate, render_offline},
+    session::Session,
 };
 use crate::api::{TemplateView, Validity};
 
@@ -18,28 +18,32 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T,
     serde_json::from_value(value).map_err(|e| CliError::Unexpected(format!("the launcher's answer is not {what}: {e}")))
 }
 
-pub async fn templates(command: TemplatesCommand) -> Result<(), CliError> {
-    let client = ApiClient::new(&command.server)?;
-    let format = command.output.format;
+pub async fn templates(command: TemplatesCommand, session: &Session) -> Result<(), CliError> {
+    let client = session.client()?;
+    let format = session.format();
     match &command.name {
         Some(name) => {
             let value = client.get_json(&["v1", "templates", name]).await?;
             match format {
-                OutputFormat::Table => stdout(&describe(&decode(value, "a template")?)),
+                OutputFormat::Table | OutputFormat::Wide => stdout(&describe(&decode(value, "a template")?)),
+                OutputFormat::Name => stdout(&format!("{}\n", decode::<TemplateView>(value, "a template")?.name)),
                 format => stdout(&output::encode(&value, format)?),
             }
         }
         None => {
             let value = client.get_json(&["v1", "templates"]).await?;
-            if format != OutputFormat::Table {
+            if format.is_document() {
                 return stdout(&output::encode(&value, format)?);
             }
             let statuses: Vec<TemplateView> = decode(value, "a list of templates")?;
+            if format == OutputFormat::Name {
+                return stdout(&statuses.iter().map(|s| format!("{}\n", s.name)).collect::<String>());
+            }
             if statuses.is_empty() {
                 stderr("No templates found.");
                 return Ok(());
             }
-            stdout(&templates_table(&statuses))
+            stdout(&templates_table(&statuses, format == OutputFormat::Wide, session.headers()))
         }
     }
 }
@@ -51,10 +55,15 @@ fn validity(status: &TemplateView) -> &'static str {
     }
 }
 
-/// The templates as rows, then the error of each invalid one. Parameters: `name*` is required,
-/// `name=value` has a default.
-pub fn templates_table(statuses: &[TemplateView]) -> String {
-    let mut table = Table::new(&["NAME", "STATUS", "SERVING", "PARAMETERS", "SOURCE"]);
+/// The templates as rows, then (with the header) the error of each invalid one. Parameters:
+/// `name*` is required, `name=value` has a default. `wide` adds the env containers, the cap and
+/// the number of warnings.
+pub fn templates_table(statuses: &[TemplateView], wide: bool, headers: bool) -> String {
+    let mut columns = vec!["NAME", "STATUS", "SERVING", "PARAMETERS", "SOURCE"];
+    if wide {
+        columns.extend(["ENV CONTAINERS", "MAX ACTIVE", "WARNINGS"]);
+    }
+    let mut table = Table::new(&columns);
     for s in statuses {
         let params: Vec<String> = s
             .parameters
@@ -65,15 +74,26 @@ pub fn templates_table(statuses: &[TemplateView]) -> String {
                 (None, false) => p.name.clone(),
             })
             .collect();
-        table.row(vec![
+        let mut row = vec![
             s.name.clone(),
             validity(s).to_string(),
             if s.serving { "yes" } else { "no" }.to_string(),
             params.join(", "),
             format!("{}/{}", s.source.config_map, s.source.key),
-        ]);
+        ];
+        if wide {
+            row.extend([
+                s.env_containers.join(","),
+                s.max_active.map(|m| m.to_string()).unwrap_or_default(),
+                s.warnings.len().to_string(),
+            ]);
+        }
+        table.row(row);
     }
-    let mut text = table.render();
+    let mut text = table.render_with(headers);
+    if !headers {
+        return text;
+    }
     for s in statuses {
         if let Some(error) = &s.error {
             text.push_str(&output::cell(&format!("{}: {error}", s.name)));
@@ -112,8 +132,8 @@ pub fn describe(s: &TemplateView) -> String {
     text
 }
 
-pub async fn render(command: RenderCommand) -> Result<(), CliError> {
-    let format = command.output.format;
+pub async fn render(command: RenderCommand, session: &Session) -> Result<(), CliError> {
+    let format = session.format();
     let manifest = match (&command.file, &command.template) {
         (Some(path), _) => {
             let request = command.request.to_request(None)?;
@@ -144,14 +164,28 @@ pub async fn render(command: RenderCommand) -> Result<(), CliError> {
             render_offline(&template, &request).map_err(|e| CliError::Failed(e.to_string()))?
         }
         (None, Some(name)) => {
-            let client = ApiClient::new(&command.server)?;
+            let client = session.client()?;
             let request = command.request.to_request(None)?;
             let post = client.request(Method::POST, client.url(&["v1", "templates", name, "render"])).json(&request);
-            client.json(post).await?.1
+            // A 400 is the request not fitting the template: exit 1, as offline.
+            client
+                .json(post)
+                .await
+                .map_err(|e| match e {
+                    CliError::Problem { status: 400, .. } => CliError::Failed(e.to_string()),
+                    e => e,
+                })?
+                .1
         }
         (None, None) => return Err(CliError::Usage("render needs --file or --template".into())),
     };
-    stdout(&output::encode(&manifest, format)?)
+    match format {
+        OutputFormat::Name => {
+            let name = manifest.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            stdout(&format!("{name}\n"))
+        }
+        format => stdout(&output::encode(&manifest, format)?),
+    }
 }
 
 #[cfg(test)]
@@ -175,7 +209,12 @@ mod tests {
     #[test]
     fn templates_show_as_a_table_with_their_errors() {
         assert_eq!(
-            templates_table(&statuses()),
+            templates_table(&statuses(), true, false),
+            "greeting   valid     yes   name*, times=1   job-template-cm/greeting.yaml   greeter   -   0\n\
+             broken     invalid   no    -                job-template-cm/broken.yaml     -         2   0\n"
+        );
+        assert_eq!(
+            templates_table(&statuses(), false, true),
             "NAME       STATUS    SERVING   PARAMETERS       SOURCE\n\
              greeting   valid     yes       name*, times=1   job-template-cm/greeting.yaml\n\
              broken     invalid   no        -                job-template-cm/broken.yaml\n\

@@ -23,6 +23,7 @@ use crate::{
     error::Error,
     jobs::{index::ListFilter, logs::LogOptions},
     launch::{Launched, Origin, Source},
+    selector::{self, Selector},
 };
 
 fn origin_from(headers: &HeaderMap, request_id: &RequestId, caller: Caller) -> Result<Origin, AppError> {
@@ -112,6 +113,7 @@ pub async fn get_job(State(state): State<AppState>, Path(name): Path<String>) ->
         ("template" = Option<String>, Query, description = "Only this template's Jobs"),
         ("state" = Option<JobState>, Query, description = "Only Jobs in this state"),
         ("label" = Option<Vec<String>>, Query, description = "`key=value`; repeat or separate with commas; all must match"),
+        ("labelSelector" = Option<String>, Query, description = "A Kubernetes label selector, as `kubectl get -l` takes it: comma-separated `key=value`, `key==value`, `key!=value`, `key in (a,b)`, `key notin (a,b)`, `key` (exists), `!key` (does not exist); all must match, and so must `label`. Repeated, every one must match. A malformed selector is a 400 that says what is wrong"),
         ("requestedBy" = Option<String>, Query, description = "Only Jobs this caller asked for"),
         ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000, default 100"),
         ("continue" = Option<String>, Query, description = "The previous page's `continue` token"),
@@ -122,16 +124,22 @@ pub async fn get_job(State(state): State<AppState>, Path(name): Path<String>) ->
     )
 )]
 pub async fn list_jobs(State(state): State<AppState>, query: QueryPairs) -> Result<JsonBody<JobList>, AppError> {
-    query.only(&["template", "state", "label", "requestedBy", "limit", "continue"])?;
+    query.only(&["template", "state", "label", "labelSelector", "requestedBy", "limit", "continue"])?;
     let limit = query.parse::<usize>("limit")?.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(AppError::bad_request(format!("limit={limit}: between 1 and {MAX_LIST_LIMIT}")));
     }
     let labels = label_pairs(&query)?;
+    let mut selector = Selector::everything();
+    for text in query.all("labelSelector") {
+        let parsed = selector::parse(text).map_err(|e| AppError::bad_request(format!("labelSelector: {e}")))?;
+        selector = selector.and(parsed);
+    }
     let filter = ListFilter {
         template: query.get("template").map(String::from),
         state: query.parse::<JobState>("state")?,
         labels,
+        selector,
         requested_by: query.get("requestedBy").map(String::from),
         limit,
         after: query.get("continue").map(String::from),

@@ -26,6 +26,7 @@ use crate::{
     api::{JobState, JobView},
     health::Health,
     keys,
+    selector::Selector,
 };
 
 /// Objects per page of a (re)list. Smaller than kube's 500: a page of full Jobs is decoded whole
@@ -100,6 +101,8 @@ pub struct ListFilter {
     pub template: Option<String>,
     pub state: Option<JobState>,
     pub labels: Vec<(String, String)>,
+    /// A label selector (`labelSelector=`); every requirement must match, as must `labels`.
+    pub selector: Selector,
     pub requested_by: Option<String>,
     pub limit: usize,
     /// The `continue` token of the previous page.
@@ -221,6 +224,7 @@ impl JobIndex {
                 .map(|j| &**j)
                 .filter(|j| filter.template.as_ref().is_none_or(|t| &j.template == t))
                 .filter(|j| filter.labels.iter().all(|(k, v)| j.labels.get(k) == Some(v.as_str())))
+                .filter(|j| filter.selector.matches(|k| j.labels.get(k)))
                 .filter(|j| filter.requested_by.as_ref().is_none_or(|by| j.requested_by.as_ref() == Some(by)))
                 .filter(|j| filter.state.is_none_or(|st| s.state_of(j) == st))
                 .filter(|j| {
@@ -686,6 +690,20 @@ mod tests {
         assert_eq!(names(ListFilter { state: Some(JobState::Queued), ..Default::default() }), vec!["b"]);
         assert_eq!(names(ListFilter { labels: vec![("team".into(), "data".into())], ..Default::default() }), vec!["a"]);
         assert!(names(ListFilter { labels: vec![("team".into(), "ops".into())], ..Default::default() }).is_empty());
+        let selected = |text: &str| {
+            let selector = crate::selector::parse(text).expect("a selector");
+            names(ListFilter { selector, ..Default::default() })
+        };
+        assert_eq!(selected("team!=data"), vec!["b"], "no label at all is not data");
+        assert_eq!(selected("team in (ops,data)"), vec!["a"]);
+        assert_eq!(selected("!team"), vec!["b"]);
+        assert_eq!(selected("team notin (ops)"), vec!["a", "b"]);
+        let both = ListFilter {
+            labels: vec![("team".into(), "data".into())],
+            selector: crate::selector::parse("team!=data").expect("a selector"),
+            ..Default::default()
+        };
+        assert!(names(both).is_empty(), "label= and labelSelector= must both match");
     }
 
     #[test]
