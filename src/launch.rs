@@ -545,26 +545,24 @@ pub fn prepare(
     })
 }
 
-/// Exponential backoff with jitter, bounded by a deadline.
+/// The pauses between a launch's attempts ([`retry::launch_calls`]), bounded by its deadline.
 pub struct Backoff {
-    next: Duration,
+    delays: backon::ExponentialBackoff,
     deadline: Instant,
 }
 
 impl Backoff {
     pub fn new(deadline: Instant) -> Self {
-        Self { next: Duration::from_millis(50), deadline }
+        Self { delays: crate::retry::launch_calls(), deadline }
     }
 
     /// Sleeps before the next attempt; false when the deadline leaves no room for one.
     pub async fn wait(&mut self) -> bool {
-        let jitter = Duration::from_millis(naming::random_u64() % 32);
-        let pause = self.next + jitter;
+        let Some(pause) = self.delays.next() else { return false };
         if Instant::now() + pause >= self.deadline {
             return false;
         }
         tokio::time::sleep(pause).await;
-        self.next = (self.next * 2).min(Duration::from_secs(2));
         true
     }
 }

@@ -19,6 +19,7 @@ pub mod launch;
 pub mod leader;
 pub mod memory;
 pub mod notify;
+pub mod retry;
 pub mod selector;
 pub mod sqs;
 pub mod telemetry;

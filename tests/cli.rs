@@ -601,3 +601,44 @@ async fn https_servers_are_checked_against_the_ca_file_or_not_at_all() {
     let context = cli_with(&["templates", "-o", "name"], &[("XDG_CONFIG_HOME", xdg.as_str())]).await;
     assert_eq!((context.code, context.stdout.as_str()), (0, "job-template\n"), "{context:?}");
 }
+
+#[tokio::test]
+async fn watch_follows_a_job_through_its_stream_prints_its_result_and_exits_with_its_outcome() {
+    let (_ns, app) = setup("cli-watch").await;
+    let launch = |params: Value| {
+        let (http, url) = (app.http.clone(), app.url("/v1/jobs"));
+        async move {
+            let r = http.post(url).json(&serde_json::json!({"template": "fake", "params": params})).send().await;
+            r.expect("launch").json::<Value>().await.expect("view")["name"].as_str().expect("name").to_string()
+        }
+    };
+    let ok = launch(serde_json::json!({"duration": "1s", "message": "7 rows"})).await;
+    let watched = cli_at(&app, &["watch", &ok, "--timeout", "60s"]).await;
+    assert_eq!(watched.code, 0, "{watched:?}");
+    assert!(watched.stdout.contains("-> succeeded"), "each change as it happens: {watched:?}");
+    assert!(watched.stdout.contains("result: 7 rows"), "the result: {watched:?}");
+
+    let failing = launch(serde_json::json!({"duration": "1s", "exitCode": "3", "message": "bad input"})).await;
+    let failed = cli_at(&app, &["watch", &failing, "-o", "json"]).await;
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert_eq!(failed.json()["state"], "failed");
+    assert_eq!(failed.json()["result"], "bad input", "the failed pod's message is the result");
+
+    let long = launch(serde_json::json!({"duration": "60s"})).await;
+    let cancel = {
+        let (http, url) = (app.http.clone(), app.url(&format!("/v1/jobs/{long}")));
+        async move {
+            // Cancelled while the watch runs.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            http.delete(url).send().await.expect("cancel").status()
+        }
+    };
+    let args = ["watch", long.as_str(), "--timeout", "60s"];
+    let (cancelled, status) = tokio::join!(cli_at(&app, &args), cancel);
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    assert_eq!(cancelled.code, 1, "{cancelled:?}");
+    assert!(cancelled.stderr.contains("cancelled"), "{cancelled:?}");
+
+    let missing = cli_at(&app, &["watch", "no-such-job", "--timeout", "20s"]).await;
+    assert_eq!(missing.code, 1, "{missing:?}");
+}

@@ -28,6 +28,10 @@ pub enum ClientCommand {
     /// List Jobs, newest first.
     #[command(after_help = LIST_EXAMPLES)]
     List(ListCommand),
+    /// Follow a Job's changes as they happen until it ends, and exit with its outcome (0
+    /// succeeded, 1 failed or cancelled).
+    #[command(after_help = WATCH_EXAMPLES)]
+    Watch(WatchCommand),
     /// Cancel a Job: delete it and its pods.
     #[command(after_help = CANCEL_EXAMPLES)]
     Cancel(JobCommand),
@@ -317,6 +321,21 @@ pub struct LaunchCommand {
     #[command(flatten)]
     pub request: RequestArgs,
 }
+
+/// `watch NAME`.
+#[derive(Debug, Args)]
+pub struct WatchCommand {
+    /// The Job's name.
+    pub name: String,
+
+    /// Give up after this long (e.g. 90s, 10m), exit 2.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+const WATCH_EXAMPLES: &str = "Examples:
+  kube-job-launcher watch greeting-x7k2p9q4rm
+  kube-job-launcher watch k-3fj2... --timeout 10m -o json   # the final JobView as JSON";
 
 /// A command about one Job: `get` and `cancel`.
 #[derive(Debug, Args)]

@@ -56,20 +56,9 @@ pub async fn launch(command: LaunchCommand, session: &Session) -> Result<(), Cli
             OutputFormat::Json | OutputFormat::Yaml => stdout(&output::encode(&value, format)?),
         };
     }
-    let (last, value) = follow(&client, view, value, command.timeout, format).await?;
-    match format {
-        OutputFormat::Json | OutputFormat::Yaml => stdout(&output::encode(&value, format)?)?,
-        OutputFormat::Name => stdout(&format!("{}\n", last.name))?,
-        OutputFormat::Table | OutputFormat::Wide => {}
-    }
-    match last.state {
-        JobState::Succeeded => Ok(()),
-        _ => Err(CliError::Failed(format!(
-            "Job {} failed: {}",
-            last.name,
-            last.message.clone().or_else(|| pod_detail(&last)).unwrap_or_else(|| "no reason given".into())
-        ))),
-    }
+    let name = view.name.clone();
+    let (last, value) = follow(&client, Some((view, value)), &name, command.timeout, format).await?;
+    outcome(&last, &value, format)
 }
 
 /// One progress line: `name: pending -> running (pod x on kwok-node-1)`.
@@ -102,13 +91,14 @@ fn pod_detail(view: &JobView) -> Option<String> {
     Some(text)
 }
 
-/// Polls the Job until it ends, printing a line on each change of state: to standard output for
-/// people (a table), to standard error when standard output carries JSON, YAML or the name.
-/// Returns the Job's last view and its JSON.
+/// Follows the Job's event stream until it ends, printing a line on each change of state: to
+/// standard output for people (a table), to standard error when standard output carries JSON,
+/// YAML or the name. A dropped stream is opened again with the last event's id, so no end is
+/// missed. Returns the Job's last view and its JSON.
 async fn follow(
     client: &ApiClient,
-    first: JobView,
-    first_value: Value,
+    first: Option<(JobView, Value)>,
+    name: &str,
     timeout: Option<std::time::Duration>,
     format: OutputFormat,
 ) -> Result<(JobView, Value), CliError> {
@@ -123,56 +113,115 @@ async fn follow(
     };
     let started = Instant::now();
     let deadline = timeout.map(|t| started + t);
-    let name = first.name.clone();
-    progress(progress_line(None, &first));
-    let (mut last, mut last_value) = (first, first_value);
-    let mut seen = false;
+    let mut last: Option<(JobView, Value)> = first;
+    if let Some((view, _)) = &last {
+        progress(progress_line(None, view));
+    }
+    let mut last_id: Option<u64> = None;
     let mut unreachable_since: Option<Instant> = None;
-    while !last.state.is_finished() {
-        let pause = Instant::now() + POLL_INTERVAL;
-        if let Some(deadline) = deadline
-            && pause > deadline
-        {
-            tokio::time::sleep_until(deadline).await;
-            return Err(CliError::GaveUp(format!(
-                "gave up waiting for Job {name} after {}; it is {}",
-                humantime(timeout.unwrap_or_default()),
-                last.state.as_str()
-            )));
-        }
-        tokio::time::sleep_until(pause).await;
-        match client.get_json(&["v1", "jobs", &name]).await {
-            Ok(value) => {
-                let view = job_view(&value)?;
-                seen = true;
-                unreachable_since = None;
-                if view.state != last.state {
-                    progress(progress_line(Some(last.state), &view));
-                }
-                (last, last_value) = (view, value);
+    let followed = async {
+        loop {
+            if last.as_ref().is_some_and(|(v, _)| v.state.is_finished()) {
+                return Ok(());
             }
-            Err(e) if e.status() == Some(404) => {
-                if !seen && started.elapsed() < NOT_YET_SEEN_GRACE {
+            let mut request = client.request_without_deadline(Method::GET, client.url(&["v1", "jobs", name, "events"]));
+            if let Some(id) = last_id {
+                request = request.header("last-event-id", id.to_string());
+            }
+            let response = match client.send(request).await {
+                Ok(response) => response,
+                Err(e) if e.status() == Some(404) && last.is_none() && started.elapsed() < NOT_YET_SEEN_GRACE => {
+                    tokio::time::sleep(POLL_INTERVAL).await;
                     continue;
                 }
-                return Err(CliError::Failed(format!(
-                    "Job {name} was deleted before it finished (cancelled?); it was {}",
-                    last.state.as_str()
-                )));
-            }
-            Err(e) if e.is_transient() => {
-                let since = *unreachable_since.get_or_insert_with(|| {
-                    stderr(&format!("warning: {e}; trying again"));
-                    Instant::now()
-                });
-                if since.elapsed() > UNREACHABLE_GRACE {
-                    return Err(e);
+                Err(e) if e.status() == Some(404) => {
+                    let was = last.as_ref().map_or("unknown", |(v, _)| v.state.as_str());
+                    return Err(CliError::Failed(format!(
+                        "Job {name} is gone (cancelled or cleaned up); it was {was}"
+                    )));
+                }
+                Err(e) if e.is_transient() => {
+                    let since = *unreachable_since.get_or_insert_with(|| {
+                        stderr(&format!("warning: {e}; trying again"));
+                        Instant::now()
+                    });
+                    if since.elapsed() > UNREACHABLE_GRACE {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            unreachable_since = None;
+            let mut parser = super::sse::Parser::default();
+            let mut body = response.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let Ok(chunk) = chunk else { break };
+                for event in parser.feed(&chunk) {
+                    if event.event != "job" {
+                        continue;
+                    }
+                    let value: Value = serde_json::from_str(&event.data)
+                        .map_err(|e| CliError::Unexpected(format!("an event that is not a JobView: {e}")))?;
+                    let view = job_view(&value)?;
+                    let from = last.as_ref().map(|(v, _)| v.state);
+                    if from != Some(view.state) {
+                        progress(progress_line(from, &view));
+                    }
+                    last_id = event.id.or(last_id);
+                    last = Some((view, value));
                 }
             }
-            Err(e) => return Err(e),
+            // The stream ended: after the terminal state, or cut (a restart, a slow reader); then
+            // it is opened again from the last event.
+        }
+    };
+    let outcome = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, followed).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                let was = last.as_ref().map_or("unknown", |(v, _)| v.state.as_str());
+                return Err(CliError::GaveUp(format!(
+                    "gave up waiting for Job {name} after {}; it is {was}",
+                    humantime(timeout.unwrap_or_default())
+                )));
+            }
+        },
+        None => followed.await,
+    };
+    outcome?;
+    last.ok_or_else(|| CliError::Unexpected(format!("no view of Job {name}")))
+}
+
+/// The exit of a followed Job: its result printed for people, success only when it succeeded.
+fn outcome(last: &JobView, last_value: &Value, format: OutputFormat) -> Result<(), CliError> {
+    match format {
+        OutputFormat::Json | OutputFormat::Yaml => stdout(&output::encode(last_value, format)?)?,
+        OutputFormat::Name => stdout(&format!("{}\n", last.name))?,
+        OutputFormat::Table | OutputFormat::Wide => {
+            if let Some(result) = &last.result {
+                stdout(&format!("result: {}\n", output::cell(result)))?;
+            }
         }
     }
-    Ok((last, last_value))
+    match last.state {
+        JobState::Succeeded => Ok(()),
+        state => Err(CliError::Failed(format!(
+            "Job {} {}: {}",
+            last.name,
+            state.as_str(),
+            last.message.clone().or_else(|| pod_detail(last)).unwrap_or_else(|| "no reason given".into())
+        ))),
+    }
+}
+
+/// `watch NAME`: follows the Job until it ends.
+pub async fn watch(command: super::args::WatchCommand, session: &Session) -> Result<(), CliError> {
+    let client = session.client()?;
+    let format = session.format();
+    let (last, value) = follow(&client, None, &command.name, command.timeout, format).await?;
+    outcome(&last, &value, format)
 }
 
 fn humantime(d: std::time::Duration) -> String {

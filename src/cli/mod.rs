@@ -19,6 +19,7 @@ mod jobs;
 pub mod output;
 pub mod render;
 mod session;
+pub mod sse;
 mod templates;
 
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ pub async fn run(command: ClientCommand, globals: GlobalArgs) -> ExitCode {
     let result = match command {
         ClientCommand::Launch(c) => jobs::launch(c, &session).await,
         ClientCommand::Get(c) => jobs::get(c, &session).await,
+        ClientCommand::Watch(c) => jobs::watch(c, &session).await,
         ClientCommand::List(c) => jobs::list(c, &session).await,
         ClientCommand::Cancel(c) => jobs::cancel(c, &session).await,
         ClientCommand::Logs(c) => jobs::logs(c, &session).await,

@@ -16,8 +16,10 @@ use crate::{
     telemetry::{HttpLabels, Metrics},
 };
 
-/// The id of one request: the caller's `X-Request-Id` when it is sane, else a new one. It is
-/// logged with every line of the request and recorded on the Job the request creates.
+/// The id of one request: the caller's `X-Request-Id` when it is sane (at most 64 letters,
+/// digits and `-_.:`: it reaches logs and a Job annotation), else a new one. It is logged with
+/// every line of the request and recorded on the Job the request creates. Our own rather than
+/// tower-http's request-id layer, which passes any incoming value on unchecked.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 

@@ -50,19 +50,28 @@ impl QueueSender for aws_sdk_sqs::Client {
     }
 }
 
-/// Backoff before the n-th retry of a notice: 1 s, doubling, at most 5 minutes.
-pub fn retry_after(attempts: u32) -> Duration {
-    Duration::from_secs(1u64 << attempts.min(9)).min(Duration::from_secs(300))
-}
-
 /// A Job's notice while this leader works on it: the targets done, the next try, the attempts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Progress {
     done: BTreeSet<String>,
     outcomes: Vec<String>,
     attempts: u32,
+    pauses: backon::ExponentialBackoff,
     next_at: Option<Instant>,
     first_at: Option<Timestamp>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            done: BTreeSet::new(),
+            outcomes: Vec::new(),
+            attempts: 0,
+            pauses: crate::retry::notices(),
+            next_at: None,
+            first_at: None,
+        }
+    }
 }
 
 pub struct Notifier<Q> {
@@ -206,7 +215,8 @@ impl<Q: QueueSender> Notifier<Q> {
         }
         if waiting {
             progress.attempts += 1;
-            progress.next_at = Some(Instant::now() + retry_after(progress.attempts));
+            let pause = progress.pauses.next().unwrap_or(Duration::from_secs(300));
+            progress.next_at = Some(Instant::now() + pause);
             return;
         }
         self.finish(job, &progress.outcomes.join("; ")).await;
@@ -225,16 +235,5 @@ impl<Q: QueueSender> Notifier<Q> {
             Ok(_) => tracing::info!(job = %job.name, outcome, "notice done"),
             Err(error) => tracing::warn!(job = %job.name, %error, "cannot record the notice; trying again"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_to_five_minutes() {
-        let waits: Vec<u64> = (0..12).map(|n| retry_after(n).as_secs()).collect();
-        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
     }
 }

@@ -323,7 +323,7 @@ impl<Q: Queue> Dispatcher<Q> {
             .unwrap_or(1);
         let over_receives =
             matches!(self.queue.dead_letters(), DeadLetter::Explicit { max_receives, .. } if receives > *max_receives);
-        let mut pause = Duration::from_millis(200);
+        let mut pauses = crate::retry::held_message();
         let mut failing: Option<Counted<'_>> = None;
         loop {
             let attempt = if over_receives {
@@ -353,6 +353,7 @@ impl<Q: Queue> Dispatcher<Q> {
                         tracing::warn!(message_id = %id, error = %e, "cannot launch now; holding the message until it can");
                         failing = Some(Counted::new(&self.failing));
                     }
+                    let pause = pauses.next().unwrap_or(Duration::from_secs(5));
                     let wait = match &e {
                         Error::QueueFull { retry_after, .. } => *retry_after,
                         _ => pause,
@@ -362,7 +363,6 @@ impl<Q: Queue> Dispatcher<Q> {
                         () = tokio::time::sleep(wait) => {}
                         _ = stop.wait_for(|s| *s) => {}
                     }
-                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return self.dead_letter(message, &e.to_string()).await,
             }
@@ -468,7 +468,7 @@ impl<Q: Queue> Dispatcher<Q> {
     }
 
     async fn receive_loop(&self, stop: watch::Receiver<bool>) {
-        let mut failures = 0u32;
+        let mut pauses = crate::retry::receive_failures();
         let mut changes = self.launcher.jobs().subscribe();
         while !*stop.borrow() {
             if self.room() == 0 {
@@ -483,10 +483,9 @@ impl<Q: Queue> Dispatcher<Q> {
                 continue;
             }
             match self.poll_once(&stop).await {
-                Ok(_) => failures = 0,
+                Ok(_) => pauses = crate::retry::receive_failures(),
                 Err(e) => {
-                    failures += 1;
-                    let pause = backoff_for(failures);
+                    let pause = pauses.next().unwrap_or(Duration::from_secs(60));
                     tracing::warn!(error = %e, retry_in = ?pause, "SQS receive failed");
                     let mut stop = stop.clone();
                     tokio::select! {
@@ -497,11 +496,6 @@ impl<Q: Queue> Dispatcher<Q> {
             }
         }
     }
-}
-
-/// Backoff after the n-th failure: 1, 2, 4, ... seconds, at most a minute.
-fn backoff_for(n: u32) -> Duration {
-    Duration::from_secs(1u64 << n.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
 #[cfg(test)]
@@ -743,12 +737,5 @@ mod tests {
         assert!(matches!(&outcomes[0], Outcome::Released { after, .. } if after.is_zero()), "{outcomes:?}");
         assert_eq!(dispatcher.queue.releases(), vec!["held"]);
         assert!(dispatcher.queue.deleted().is_empty());
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_a_minute() {
-        let secs: Vec<u64> = (1..=9).map(|n| backoff_for(n).as_secs()).collect();
-        assert_eq!(secs, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(backoff_for(0).as_secs(), 1);
     }
 }
