@@ -11,7 +11,7 @@ use crate::{
     config::{AuthMode, HttpArgs, KubeArgs, ServeArgs, SqsArgs, SqsMode},
     health::Health,
     http::{
-        self, AppState, RequestLimits,
+        self, AppState, RequestLimits, RouterOptions,
         auth::{Authenticator, TokenFile},
         browser_guard::BrowserGuard,
         kube_auth::{KubernetesAuth, Permission},
@@ -92,6 +92,7 @@ pub struct Application {
     auth: Option<Authenticator>,
     guard: BrowserGuard,
     tls: Option<Arc<ReloadingCertificate>>,
+    router_options: RouterOptions,
     request_limits: RequestLimits,
     connection_limits: ConnectionLimits,
     grace: Duration,
@@ -281,6 +282,7 @@ impl Application {
             index,
             auth,
             guard,
+            router_options: RouterOptions { ui: args.http.ui, tls: tls.is_some() },
             tls,
             request_limits: RequestLimits {
                 max_concurrent: args.http.max_concurrent_requests,
@@ -364,7 +366,7 @@ impl Application {
             None => {}
         }
         let api_router = http::with_limits(
-            http::api_router(self.state.clone(), self.auth.clone(), self.guard.clone()),
+            http::api_router(self.state.clone(), self.auth.clone(), self.guard.clone(), self.router_options),
             self.request_limits,
             self.state.metrics.clone(),
         );
