@@ -167,6 +167,7 @@ async fn the_dashboard_launches_follows_reads_logs_and_cancels_in_a_real_browser
     browser.click("#preview").await;
     let manifest = browser.wait_text("#manifest-preview", "\"Ada\"").await;
     assert!(manifest.contains("\"kind\": \"Job\""), "{manifest}");
+    browser.js("document.getElementById('launch-form').scrollIntoView();", vec![]).await;
     browser.screenshot("launch").await;
     browser.click("#launch").await;
 
@@ -179,7 +180,7 @@ async fn the_dashboard_launches_follows_reads_logs_and_cancels_in_a_real_browser
     let log = FakeLog::create(&ns.client, &ns.name, &pod, &format!("Hello, Ada\n{LOG_PAYLOAD}\nHello, Ada\n")).await;
     log.wait_served().await;
     browser.wait_attr("#job-state", "data-state", "succeeded").await;
-    browser.js("document.getElementById('job-log').scrollIntoView();", vec![]).await;
+    browser.js("document.getElementById('log-section').scrollIntoView();", vec![]).await;
     let text = browser.wait_text("#job-log", "Hello, Ada\n<script>").await;
     assert_eq!(text, format!("Hello, Ada\n{LOG_PAYLOAD}\nHello, Ada\n"), "the log, as text");
     let children = browser.js("return document.getElementById('job-log').children.length;", vec![]).await;
@@ -191,6 +192,7 @@ async fn the_dashboard_launches_follows_reads_logs_and_cancels_in_a_real_browser
     browser.wait_text("#job-annotations", "job-launcher.dev/requested-by").await;
     browser.wait_text("#job-labels", "job-launcher.dev/template").await;
     nothing_ran(&browser).await;
+    browser.js("window.scrollTo(0, 0);", vec![]).await;
     browser.screenshot("job").await;
 
     // The Jobs page: the greeting Job; then Jobs launched elsewhere appear and change, live.
@@ -231,6 +233,19 @@ async fn the_dashboard_launches_follows_reads_logs_and_cancels_in_a_real_browser
         })
         .await;
     assert_eq!(browser.path().await, "/ui/jobs?state=failed");
+
+    // A running Job's log follows live only while it is on screen.
+    browser.click("nav a[data-nav=jobs]").await;
+    browser.click(&format!("a[href='/ui/jobs/{blocker}']")).await;
+    browser.wait_attr("#job-state", "data-state", "running").await;
+    browser.wait_text("#log-status", "Following the log live").await;
+    browser.wait_text("#job-log", "from a fake node").await;
+    browser.client.set_window_size(1280, 400).await.expect("a short window");
+    browser.js("window.scrollTo(0, document.body.scrollHeight);", vec![]).await;
+    browser.wait_text("#log-status", "Paused while the log is not on screen").await;
+    browser.js("document.getElementById('log-section').scrollIntoView();", vec![]).await;
+    browser.wait_text("#log-status", "Following the log live").await;
+    browser.client.set_window_size(1280, 900).await.expect("wide window");
 
     // The queue: the cap, this replica leading, the queued Job in admission order.
     browser.click("nav a[data-nav=queue]").await;

@@ -61,6 +61,7 @@ class LogView {
         raw: true,
       });
       this.pre.replaceChildren();
+      this.pre.hidden = false;
       this.say(finishedAtStart ? 'The log:' : 'Following the log live.');
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       for (;;) {
@@ -98,12 +99,13 @@ export function jobPage(main, name, ctx) {
   const pods = h('div', { id: 'job-pods' });
   const timeline = h('ol', { id: 'job-timeline', class: 'timeline' });
   const logStatus = h('p', { id: 'log-status', class: 'muted', role: 'status' });
-  const logPre = h('pre', { id: 'job-log', class: 'log', tabindex: '0', 'aria-label': `Log of ${name}` });
+  const logPre = h('pre', { id: 'job-log', class: 'log', tabindex: '0', 'aria-label': `Log of ${name}`, hidden: true });
   const labels = h('div', { id: 'job-labels' });
   const annotations = h('div', { id: 'job-annotations' }, h('p', { class: 'muted' }, 'Loading…'));
   const events = h('div', { id: 'job-events' }, h('p', { class: 'muted' }, 'Loading…'));
   const refreshEvents = h('button', { type: 'button', class: 'quiet', id: 'refresh-events' }, 'Refresh');
   const log = new LogView(name, logPre, logStatus);
+  const logSection = h('section', { 'aria-labelledby': 'h-log', id: 'log-section' }, h('h2', { id: 'h-log' }, 'Log'), logStatus, logPre);
 
   fill(
     main,
@@ -111,7 +113,7 @@ export function jobPage(main, name, ctx) {
     h('div', { class: 'page-head' }, h('h1', { class: 'job-name' }, name), badge, cancelButton),
     message,
     summary,
-    h('section', { 'aria-labelledby': 'h-log' }, h('h2', { id: 'h-log' }, 'Log'), logStatus, logPre),
+    logSection,
     h('section', { 'aria-labelledby': 'h-pods' }, h('h2', { id: 'h-pods' }, 'Pods'), pods),
     h('section', { 'aria-labelledby': 'h-timeline' }, h('h2', { id: 'h-timeline' }, 'Timeline'), timeline),
     h(
@@ -313,7 +315,7 @@ export function jobPage(main, name, ctx) {
     onScreen = entries.some((e) => e.isIntersecting);
     visibility();
   });
-  observer.observe(logPre);
+  observer.observe(logSection);
   document.addEventListener('visibilitychange', visibility);
 
   (async () => {

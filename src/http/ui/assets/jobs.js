@@ -41,7 +41,7 @@ export function jobsPage(main, _param, ctx) {
     STATES.map((s) => h('option', { value: s, selected: s === filter.state }, s)),
   );
   const labelInput = h('input', {
-    id: 'filter-label', name: 'label', value: filter.label, placeholder: 'key=value', 'aria-describedby': 'filter-label-help',
+    id: 'filter-label', name: 'label', value: filter.label, placeholder: 'key=value, …', 'aria-describedby': 'filter-label-help',
   });
   const callerInput = h('input', { id: 'filter-caller', name: 'requestedBy', value: filter.requestedBy });
   const form = h(
@@ -54,8 +54,8 @@ export function jobsPage(main, _param, ctx) {
       { class: 'field' },
       h('label', { for: 'filter-label' }, 'Label'),
       labelInput,
-      h('span', { id: 'filter-label-help', class: 'hint' }, 'key=value, commas for more'),
     ),
+    h('span', { id: 'filter-label-help', class: 'visually-hidden' }, 'key=value; separate several with commas'),
     h('div', { class: 'field' }, h('label', { for: 'filter-caller' }, 'Caller'), callerInput),
     h(
       'div',

@@ -183,14 +183,16 @@ function launchForm(t, ctx, controller) {
     };
   });
 
-  // Env: the names the template lets a request set.
-  const envInputs = (t.settableEnv || []).map((envName, i) => {
+  // Env: the names the template lets a request set (those its containers declare, as far as
+  // its allowed-env pattern admits them; the server has the last word).
+  const allowed = patternRegExp(t.allowedEnv);
+  const settable = (t.settableEnv || []).filter((n) => !allowed || allowed.test(n));
+  const envInputs = settable.map((envName, i) => {
     const id = `env-${i}`;
     const input = h('input', { id, 'data-env': envName, autocomplete: 'off', placeholder: 'unchanged' });
     return { name: () => envName, input, el: h('div', { class: 'field' }, h('label', { for: id }, h('code', null, envName)), input) };
   });
   const extraEnv = h('div', { class: 'extra-env' });
-  const allowed = patternRegExp(t.allowedEnv);
   let extraCount = 0;
   const addEnvRow = () => {
     const i = extraCount++;
