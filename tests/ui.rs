@@ -215,6 +215,15 @@ async fn the_dashboard_launches_follows_reads_logs_and_cancels_in_a_real_browser
     nothing_ran(&browser).await;
     browser.screenshot("jobs").await;
 
+    // Opened from the list, the finished greeting Job shows its whole log.
+    browser.click(&format!("a[href='/ui/jobs/{greeting}']")).await;
+    browser.wait_attr("#job-state", "data-state", "succeeded").await;
+    browser.wait_text("#log-status", "End of the log").await;
+    assert_eq!(browser.text("#job-log").await.unwrap_or_default(), format!("Hello, Ada\n{LOG_PAYLOAD}\nHello, Ada\n"));
+    nothing_ran(&browser).await;
+    browser.click("nav a[data-nav=jobs]").await;
+    browser.wait_attr(&format!("tr[data-job='{queued}']"), "data-state", "queued").await;
+
     // Filters: by state, server-side, and the address keeps them.
     browser.click("#filter-state").await;
     browser
@@ -259,12 +268,17 @@ async fn the_dashboard_launches_follows_reads_logs_and_cancels_in_a_real_browser
     browser.click(&format!("#queue-table a[href='/ui/jobs/{queued}']")).await;
     browser.wait_attr("#job-state", "data-state", "queued").await;
     browser.wait_text("#job-labels", "team").await;
+    let dialog_open = || async { browser.js("return document.getElementById('cancel-dialog').open;", vec![]).await };
+    // From the keyboard: Escape keeps the Job.
     browser.click("#cancel-job").await;
-    browser
-        .wait_until("the confirmation", || async {
-            browser.js("return document.getElementById('cancel-dialog').open;", vec![]).await == json!(true)
-        })
-        .await;
+    browser.wait_until("the confirmation", || async { dialog_open().await == json!(true) }).await;
+    let focused = browser.client.active_element().await.expect("the focused element");
+    assert_eq!(focused.text().await.expect("its text"), "Keep it", "the safe choice has the focus");
+    focused.send_keys("\u{e00c}").await.expect("Escape");
+    browser.wait_until("the confirmation to close", || async { dialog_open().await == json!(false) }).await;
+    assert_eq!(browser.attr("#job-state", "data-state").await.as_deref(), Some("queued"), "Escape cancelled nothing");
+    browser.click("#cancel-job").await;
+    browser.wait_until("the confirmation", || async { dialog_open().await == json!(true) }).await;
     browser.screenshot("cancel").await;
     browser.click("#confirm-cancel").await;
     browser.wait_attr("#job-state", "data-state", "cancelled").await;
