@@ -71,6 +71,12 @@ chart-test: dev-up ## Helm chart checks: lint, render, server dry run, install, 
 	cargo build --locked
 	@hack/chart-test.sh
 
+.PHONY: screenshots
+screenshots: dev-up ## Run the dashboard's browser test and refresh docs/dashboard.png from its screenshot
+	@hack/browser.sh
+	source .local/dev.env && cargo test --locked --test ui the_dashboard_launches_follows_reads_logs_and_cancels
+	cp "$${CARGO_TARGET_DIR:-target}/ui-screenshots/jobs.png" docs/dashboard.png
+
 .PHONY: test-faults
 test-faults: dev-up ## Only the fault tests (they stop parts of the local control plane)
 	source .local/dev.env && cargo test --locked --test faults -- --test-threads=1

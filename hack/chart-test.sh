@@ -20,8 +20,9 @@
 #     behind but the kept token Secret, which a reinstall adopts with its token).
 #  5. The launcher binary, run outside the cluster with the installed Deployment's own args and
 #     the chart's ServiceAccount token, in each auth mode the chart renders:
-#     token-file + TLS (launch, status, logs, cancel, the instance label, the Lease, the `helm
-#     test` script, the metric names the PrometheusRule uses), none (--allowed-hosts) and
+#     token-file + TLS (launch, status, logs, the Job's Events, the dashboard's login cookie, cancel,
+#     the instance label, the Lease, the `helm test` script, the metric names the PrometheusRule
+#     uses), none (--allowed-hosts) and
 #     kubernetes (audience, per-action verbs through the user ClusterRole, its aggregation into
 #     edit, the test hook's RBAC).
 #
@@ -474,6 +475,7 @@ for verb in get list watch; do can yes "$verb" pods; done
 can yes get pods --subresource=log
 can yes watch "configmaps/$FULLNAME-templates"
 can yes create events
+for verb in get list watch; do can yes "$verb" events; done
 can yes patch events.events.k8s.io
 can yes create leases.coordination.k8s.io
 can yes update "leases.coordination.k8s.io/$lease_name"
@@ -617,6 +619,17 @@ while :; do
 done
 code=$(request GET "/v1/jobs/$job/logs"); expect 200 "GET /v1/jobs/$job/logs"
 [ "$(cat "$work/body")" = "$(printf 'Hello\nfrom a fake node')" ] || { cat "$work/body"; fail "GET /v1/jobs/$job/logs is not the fake pod's log"; }
+code=$(request GET "/v1/jobs/$job/k8s-events"); expect 200 "GET /v1/jobs/$job/k8s-events (the Role reads Events)"
+grep -q '"reason":"SuccessfulCreate"' "$work/body" || { cat "$work/body"; fail "GET /v1/jobs/$job/k8s-events has not the Job controller's SuccessfulCreate"; }
+# The dashboard over TLS: its login's cookie is Secure, under a __Host- name, and stands in for the token.
+curl -sS -o /dev/null -D "$work/login.headers" "${curl_opts[@]}" -H "Origin: $api" -H 'Sec-Fetch-Site: same-origin' \
+  --data-urlencode "token=$bearer" "$api/ui/login"
+session=$(tr -d '\r' <"$work/login.headers" | sed -n 's/^set-cookie: \(__Host-kjl-session=[^;]*\);.*; Secure$/\1/Ip')
+[ -n "$session" ] || { cat "$work/login.headers"; fail "POST /ui/login over TLS set no Secure __Host- session cookie"; }
+saved_bearer=$bearer; saved_opts=("${curl_opts[@]}"); bearer=; curl_opts+=(-b "$session")
+code=$(request GET "/v1/jobs/$job"); expect 200 "GET /v1/jobs/$job with the dashboard's session cookie"
+bearer=$saved_bearer; curl_opts=("${saved_opts[@]}")
+note "Events of $job; the dashboard's login over TLS sets a Secure __Host- cookie that authenticates"
 code=$(request DELETE "/v1/jobs/$job"); expect 202 "DELETE /v1/jobs/$job"
 deadline=$((SECONDS + 30))
 while kubectl get job "$job" -n "$ns" >/dev/null 2>&1; do

@@ -16,6 +16,7 @@ fi
 "$HACK_DIR/dev-up.sh"
 # shellcheck source=/dev/null
 source "$LOCAL_DIR/dev.env"
+"$HACK_DIR/browser.sh" # Debian's Chromium and chromedriver, for the dashboard's browser test (tests/ui.rs)
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -193,6 +193,39 @@ pub struct JobList {
     pub continue_token: Option<String>,
 }
 
+/// A Kubernetes Event about a Job or one of its pods, as the API server has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeEventView {
+    /// The kind of the object it is about: `Job` or `Pod`.
+    pub kind: String,
+    /// The object's name.
+    pub object: String,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    /// How often it happened (Kubernetes folds repeats into one Event).
+    pub count: i32,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub first_seen: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_seen: Option<Timestamp>,
+    /// The component that reported it (e.g. `job-controller`, `default-scheduler`).
+    pub source: Option<String>,
+}
+
+/// What the API server knows of a Job beyond its view: its annotations and the Kubernetes Events
+/// of it and its pods, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobKubeEvents {
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+    pub events: Vec<KubeEventView>,
+}
+
 /// Where a template came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -11,7 +11,7 @@ use crate::{
     config::{AuthMode, HttpArgs, KubeArgs, NotifyArgs, ServeArgs, SqsArgs, SqsMode},
     health::Health,
     http::{
-        self, AppState, RequestLimits,
+        self, AppState, RequestLimits, RouterOptions,
         auth::{Authenticator, TokenFile},
         browser_guard::BrowserGuard,
         kube_auth::{KubernetesAuth, Permission},
@@ -99,6 +99,7 @@ pub struct Application {
     auth: Option<Authenticator>,
     guard: BrowserGuard,
     tls: Option<Arc<ReloadingCertificate>>,
+    router_options: RouterOptions,
     request_limits: RequestLimits,
     connection_limits: ConnectionLimits,
     grace: Duration,
@@ -345,6 +346,7 @@ impl Application {
             index,
             auth,
             guard,
+            router_options: RouterOptions { ui: args.http.ui, tls: tls.is_some() },
             tls,
             request_limits: RequestLimits {
                 max_concurrent: args.http.max_concurrent_requests,
@@ -430,7 +432,7 @@ impl Application {
             None => {}
         }
         let api_router = http::with_limits(
-            http::api_router(self.state.clone(), self.auth.clone(), self.guard.clone()),
+            http::api_router(self.state.clone(), self.auth.clone(), self.guard.clone(), self.router_options),
             self.request_limits,
             self.state.metrics.clone(),
         );

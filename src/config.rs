@@ -211,6 +211,20 @@ pub struct HttpArgs {
     #[arg(long, env = "JOB_LAUNCHER_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
 
+    /// Serve the built-in web dashboard under /ui/ on the API port (`--ui=false` turns it off).
+    /// Its pages are public; everything they show comes from the API, with the same auth: with
+    /// a token file or Kubernetes auth, its login keeps the token in an HttpOnly cookie.
+    #[arg(
+        long,
+        env = "JOB_LAUNCHER_UI",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub ui: bool,
+
     /// Serve the API without auth on a non-loopback address (behind a proxy that authenticates).
     #[arg(long, env = "JOB_LAUNCHER_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
@@ -478,5 +492,8 @@ mod tests {
         assert_eq!(args.templates.config_maps, vec!["a", "b"]);
         assert_eq!(args.http.listen.port(), 8080);
         assert_eq!(args.launch.launch_timeout, Duration::from_secs(10));
+        assert!(args.http.ui, "the dashboard is on by default");
+        assert!(!ServeArgs::try_parse_flags(["--ui=false"]).expect("parse").http.ui);
+        assert!(ServeArgs::try_parse_flags(["--ui"]).expect("parse").http.ui);
     }
 }

@@ -13,7 +13,7 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     middleware::Next,
     response::Response,
 };
@@ -98,6 +98,12 @@ fn constant_time_eq(a: &TokenDigest, b: &TokenDigest) -> bool {
 }
 
 impl TokenFile {
+    /// A token file's entries without a file (tests).
+    #[cfg(test)]
+    pub fn from_entries(entries: Vec<TokenEntry>) -> Self {
+        Self { path: Arc::new(PathBuf::new()), entries: Arc::new(RwLock::new(entries)) }
+    }
+
     pub fn load(path: &Path) -> Result<Self, TokenFileError> {
         let file = Self { path: Arc::new(path.to_path_buf()), entries: Arc::default() };
         file.reload()?;
@@ -175,45 +181,149 @@ fn unauthorized(detail: &str, challenge: &'static str) -> AppError {
     e
 }
 
-/// Middleware: 401 with `WWW-Authenticate` without an accepted bearer token; 403 when the
-/// token's identity may not launch (Kubernetes mode).
+/// The dashboard's session cookie: it carries the caller's token, set by `POST /ui/login` after
+/// the token passed the same check a bearer token does, so that the page's requests and its
+/// EventSource streams (which cannot send an Authorization header) authenticate. HttpOnly (the
+/// page's scripts never see it), SameSite=Strict (another site's requests never carry it), and
+/// Secure with a `__Host-` name when the API serves TLS. Cookie-authenticated requests carry no
+/// Authorization header, so the browser guard's cross-site checks apply to every one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCookie {
+    secure: bool,
+}
+
+impl SessionCookie {
+    pub fn new(tls: bool) -> Self {
+        Self { secure: tls }
+    }
+
+    pub fn name(self) -> &'static str {
+        if self.secure { "__Host-kjl-session" } else { "kjl-session" }
+    }
+
+    fn attributes(self) -> &'static str {
+        if self.secure { "Path=/; HttpOnly; SameSite=Strict; Secure" } else { "Path=/; HttpOnly; SameSite=Strict" }
+    }
+
+    /// The `Set-Cookie` value that keeps `token` for this browser session.
+    pub fn set(self, token: &str) -> String {
+        let value: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        format!("{}={value}; {}", self.name(), self.attributes())
+    }
+
+    /// The `Set-Cookie` value that removes it.
+    pub fn clear(self) -> String {
+        format!("{}=; Max-Age=0; {}", self.name(), self.attributes())
+    }
+
+    /// The token a request's cookie carries, if any.
+    pub fn token(self, headers: &HeaderMap) -> Option<String> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.name())
+            .and_then(|(_, value)| {
+                // The value was written with `byte_serialize`; `parse` undoes it (`+` is a space).
+                form_urlencoded::parse(format!("t={value}").as_bytes()).next().map(|(_, t)| t.into_owned())
+            })
+            .filter(|t| !t.is_empty())
+    }
+}
+
+/// What the auth middleware needs: how tokens are checked, and the dashboard's session cookie
+/// when the dashboard is on (without it, cookies authenticate nothing).
+#[derive(Clone)]
+pub struct AuthLayer {
+    pub authenticator: Authenticator,
+    pub session: Option<SessionCookie>,
+}
+
+/// Where a request's token came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    /// `Authorization: Bearer <token>`: it wins over a cookie, and when it is there but not a
+    /// bearer token the request has none (a cookie does not stand in for a broken header).
+    Bearer(String),
+    Cookie(String),
+    None,
+}
+
+/// The token a request presents: its bearer token, else its session cookie.
+pub fn presented_token(headers: &HeaderMap, session: Option<SessionCookie>) -> Presented {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let bearer = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        return bearer.map_or(Presented::None, |t| Presented::Bearer(t.to_string()));
+    }
+    match session.and_then(|s| s.token(headers)) {
+        Some(token) => Presented::Cookie(token),
+        None => Presented::None,
+    }
+}
+
+impl Authenticator {
+    /// Who `token` belongs to and whether they may do `action`: the check of every request, and
+    /// of the dashboard's login.
+    pub async fn verify(&self, token: &str, action: Action) -> Result<Verdict, AppError> {
+        match self {
+            Self::TokenFile(tokens) => Ok(match tokens.caller(token) {
+                Some(username) => Verdict::Allowed { username },
+                None => Verdict::Unauthenticated,
+            }),
+            Self::Kubernetes(kubernetes) => Ok(kubernetes.review(token, action).await?),
+        }
+    }
+
+    /// The mode's name, as the dashboard shows it.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::TokenFile(_) => "token-file",
+            Self::Kubernetes(_) => "kubernetes",
+        }
+    }
+}
+
+/// Middleware: 401 with `WWW-Authenticate` without an accepted bearer token (or dashboard
+/// session cookie); 403 when the token's identity may not do what the request does (Kubernetes
+/// mode).
 pub async fn require_auth(
-    State(auth): State<Authenticator>,
+    State(layer): State<AuthLayer>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .map(String::from);
-    let Some(token) = presented.filter(|t| !t.is_empty()) else {
-        return Err(unauthorized("this API needs a bearer token: `Authorization: Bearer <token>`", CHALLENGE));
+    let token = match presented_token(request.headers(), layer.session) {
+        Presented::Bearer(token) | Presented::Cookie(token) => token,
+        Presented::None => {
+            return Err(unauthorized("this API needs a bearer token: `Authorization: Bearer <token>`", CHALLENGE));
+        }
     };
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
     let action = Action::of(request.method(), &route);
-    match &auth {
-        Authenticator::TokenFile(tokens) => {
-            let Some(user) = tokens.caller(&token) else {
-                return Err(unauthorized("the bearer token is not valid", CHALLENGE_INVALID));
-            };
-            request.extensions_mut().insert(Caller(user));
-        }
-        Authenticator::Kubernetes(kubernetes) => match kubernetes.review(&token, action).await? {
-            Verdict::Allowed { username } => {
+    match layer.authenticator.verify(&token, action).await? {
+        Verdict::Allowed { username } => {
+            if matches!(layer.authenticator, Authenticator::Kubernetes(_)) {
                 tracing::info!(caller = %username, "authenticated");
-                request.extensions_mut().insert(Caller(username));
             }
-            Verdict::Denied { username, reason } => {
-                tracing::info!(caller = %username, %reason, "forbidden");
-                return Err(AppError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", reason));
-            }
-            Verdict::Unauthenticated => {
-                return Err(unauthorized("the cluster does not accept this token", CHALLENGE_INVALID));
-            }
-        },
+            request.extensions_mut().insert(Caller(username));
+        }
+        Verdict::Denied { username, reason } => {
+            tracing::info!(caller = %username, %reason, "forbidden");
+            return Err(AppError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", reason));
+        }
+        Verdict::Unauthenticated => {
+            let detail = match layer.authenticator {
+                Authenticator::TokenFile(_) => "the bearer token is not valid",
+                Authenticator::Kubernetes(_) => "the cluster does not accept this token",
+            };
+            return Err(unauthorized(detail, CHALLENGE_INVALID));
+        }
     }
     Ok(next.run(request).await)
 }
@@ -264,10 +374,61 @@ mod tests {
             (Method::GET, "/v1/events", Action::List),
             (Method::GET, "/v1/jobs/{name}/events", Action::List),
             (Method::DELETE, "/v1/jobs/{name}", Action::Delete),
+            (Method::GET, "/v1/jobs/{name}/k8s-events", Action::Get),
         ];
         for (method, route, action) in cases {
             assert_eq!(Action::of(&method, route), action, "{method} {route}");
         }
+    }
+
+    #[test]
+    fn a_bearer_token_wins_over_the_session_cookie_and_a_broken_header_is_no_token() {
+        use axum::http::HeaderValue;
+        let session = SessionCookie::new(false);
+        let headers = |pairs: &[(header::HeaderName, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(k.clone(), HeaderValue::from_str(v).expect("header"));
+            }
+            h
+        };
+        let cookie = format!("other=1; {}", session.set("t,o k;e\"n").split(';').next().unwrap_or_default());
+        assert_eq!(
+            presented_token(&headers(&[(header::COOKIE, &cookie)]), Some(session)),
+            Presented::Cookie("t,o k;e\"n".into()),
+            "the token survives the cookie's encoding"
+        );
+        assert_eq!(presented_token(&headers(&[(header::COOKIE, &cookie)]), None), Presented::None, "dashboard off");
+        assert_eq!(
+            presented_token(
+                &headers(&[(header::AUTHORIZATION, "Bearer abc"), (header::COOKIE, &cookie)]),
+                Some(session)
+            ),
+            Presented::Bearer("abc".into())
+        );
+        assert_eq!(
+            presented_token(
+                &headers(&[(header::AUTHORIZATION, "Basic abc"), (header::COOKIE, &cookie)]),
+                Some(session)
+            ),
+            Presented::None,
+            "a cookie does not stand in for a broken Authorization header"
+        );
+        assert_eq!(presented_token(&headers(&[(header::COOKIE, "kjl-session=")]), Some(session)), Presented::None);
+        assert_eq!(
+            presented_token(&headers(&[(header::COOKIE, "kjl-session=abc")]), Some(SessionCookie::new(true))),
+            Presented::None,
+            "with TLS only the __Host- cookie counts"
+        );
+    }
+
+    #[test]
+    fn the_session_cookie_is_httponly_strict_and_secure_with_tls() {
+        let plain = SessionCookie::new(false).set("abc");
+        assert_eq!(plain, "kjl-session=abc; Path=/; HttpOnly; SameSite=Strict");
+        let tls = SessionCookie::new(true).set("abc");
+        assert_eq!(tls, "__Host-kjl-session=abc; Path=/; HttpOnly; SameSite=Strict; Secure");
+        assert!(SessionCookie::new(true).clear().starts_with("__Host-kjl-session=; Max-Age=0; Path=/; HttpOnly"));
     }
 
     #[test]

@@ -17,8 +17,8 @@ use super::{
 };
 use crate::{
     api::{
-        DEFAULT_LIST_LIMIT, IDEMPOTENCY_KEY_HEADER, JobList, JobState, JobView, LaunchRequest, MAX_LIST_LIMIT, Problem,
-        SOURCE_HEADER,
+        DEFAULT_LIST_LIMIT, IDEMPOTENCY_KEY_HEADER, JobKubeEvents, JobList, JobState, JobView, LaunchRequest,
+        MAX_LIST_LIMIT, Problem, SOURCE_HEADER,
     },
     error::Error,
     jobs::{index::ListFilter, logs::LogOptions},
@@ -230,6 +230,41 @@ pub async fn job_logs(
     let mut response = Response::new(body);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     Ok(response)
+}
+
+/// The Kubernetes Events of a Job and its pods, and the Job's annotations, from the API server.
+#[utoipa::path(
+    get, path = "/v1/jobs/{name}/k8s-events", tag = "jobs",
+    params(("name" = String, Path, description = "The Job's name")),
+    responses(
+        (status = 200, description = "The Events of the Job and its newest pods (at most 10), oldest first, and the Job's annotations", body = JobKubeEvents),
+        (status = 404, description = "No such Job managed by the launcher (a cancelled or cleaned-up Job has none)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Kubernetes unreachable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn job_kube_events(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<JsonBody<JobKubeEvents>, AppError> {
+    let launcher = &state.launcher;
+    let read = crate::jobs::kube_events::job_kube_events(
+        launcher.client(),
+        launcher.namespace(),
+        &launcher.settings().instance,
+        &name,
+    );
+    match tokio::time::timeout(launcher.settings().timeout, read).await {
+        Ok(Ok(Some(events))) => Ok(JsonBody(events)),
+        Ok(Ok(None)) => Err(Error::JobNotFound(name).into()),
+        Ok(Err(error)) => Err(error.into()),
+        Err(_) => Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "kubernetes-unavailable",
+            "Kubernetes unavailable",
+            "the Kubernetes API server did not answer in time",
+        )
+        .retry_after(std::time::Duration::from_secs(1))),
+    }
 }
 
 /// The original launcher's route: launches the default template.

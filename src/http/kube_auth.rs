@@ -28,7 +28,7 @@ use crate::error::Error;
 pub enum Action {
     /// Launch: `POST /v1/jobs`, `GET /launchjob`.
     Create,
-    /// Read one thing: a Job, its log, a template, a render.
+    /// Read one thing: a Job, its log, its Kubernetes Events, a template, a render.
     Get,
     /// Read many: lists, the queue, the event streams.
     List,

@@ -15,6 +15,7 @@ pub mod state;
 pub mod streams;
 pub mod templates;
 pub mod tls;
+pub mod ui;
 
 use axum::{
     Json as JsonBody, Router,
@@ -76,6 +77,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::launch, jobs::list_jobs))
         .routes(routes!(jobs::get_job, jobs::cancel_job))
         .routes(routes!(jobs::job_logs))
+        .routes(routes!(jobs::job_kube_events))
         .routes(routes!(streams::job_events))
         .routes(routes!(streams::all_events))
         .routes(routes!(templates::list_templates))
@@ -90,12 +92,33 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_routes().split_for_parts().1
 }
 
-/// The API router. With `auth`, every route but `/openapi.json` needs a bearer token; `guard`
-/// refuses cross-site browser requests and foreign Host headers.
-pub fn api_router(state: AppState, auth: Option<auth::Authenticator>, guard: browser_guard::BrowserGuard) -> Router {
+/// How the API router is put together besides its auth and guard.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterOptions {
+    /// Serve the dashboard under `/ui/`.
+    pub ui: bool,
+    /// The API serves TLS: the dashboard's session cookie is `Secure`.
+    pub tls: bool,
+}
+
+/// The API router. With `auth`, every route but `/openapi.json` and the dashboard's shell needs a
+/// bearer token (or, with the dashboard on, its session cookie); `guard` refuses cross-site
+/// browser requests and foreign Host headers, the dashboard's login and logout included.
+pub fn api_router(
+    state: AppState,
+    auth: Option<auth::Authenticator>,
+    guard: browser_guard::BrowserGuard,
+    options: RouterOptions,
+) -> Router {
     let (mut router, document) = api_routes().split_for_parts();
-    if let Some(auth) = auth {
-        router = router.route_layer(middleware::from_fn_with_state(auth, auth::require_auth));
+    let session = auth::SessionCookie::new(options.tls);
+    if let Some(auth) = auth.clone() {
+        let layer = auth::AuthLayer { authenticator: auth, session: options.ui.then_some(session) };
+        router = router.route_layer(middleware::from_fn_with_state(layer, auth::require_auth));
+    }
+    if options.ui {
+        // Added after the auth layer: the shell is public, and the login checks tokens itself.
+        router = router.merge(ui::router(auth, session));
     }
     let metrics = state.metrics.clone();
     router

@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod events;
 pub mod index;
+pub mod kube_events;
 pub mod logs;
 pub mod remote;
 pub mod state;

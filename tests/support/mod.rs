@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
+pub mod browser;
 pub mod cluster;
 pub mod expansion;
 pub mod fake_logs;
