@@ -231,17 +231,20 @@ async fn the_original_launchers_message_sent_with_the_aws_cli_launches_one_job()
 #[tokio::test]
 async fn scale_mode_with_slow_starting_pods_launches_one_job_per_message_not_more() {
     let (ns, queue) = setup("scale").await;
-    // Pods take 5 s to start, then run 3 s: long enough for a worker to see them running.
+    // Pods take 5 s to start, then run 10 s: a worker takes its message within that time even on a
+    // loaded machine. A Job that ends without taking one rightly gets its message a new Job, which
+    // this test would count as one too many.
     let slow = FAKE
         .replace(
             "fake.job-launcher.dev/duration: \"$(params.duration)\"",
             "fake.job-launcher.dev/duration: \"$(params.duration)\"\n        fake.job-launcher.dev/start-delay: 5s",
         )
-        .replace("default: 300ms", "default: 3s");
+        .replace("default: 300ms", "default: 10s");
     put_config_map(&ns.client, &ns.name, "job-template-cm", &[("slow.yaml", &slow)]).await;
     queue.send_all(&(0..20).map(|i| format!("work item {i}")).collect::<Vec<_>>()).await;
 
-    // Workers: every pod that starts running receives and deletes one message.
+    // Workers: every pod that starts running receives and deletes one message, each on its own
+    // task as real workers would (one after another, the last would start after its pod ended).
     let pods: Api<Pod> = ns.api();
     let worker_queue = (queue.sqs.clone(), queue.url.clone());
     let workers = tokio::spawn(async move {
@@ -254,25 +257,11 @@ async fn scale_mode_with_slow_starting_pods_launches_one_job_per_message_not_mor
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
             let name = pod.metadata.name.clone().unwrap_or_default();
             if running && seen.insert(name) {
-                // A worker takes one message as it starts, retrying until it has one.
-                for _ in 0..10 {
-                    let got = sqs
-                        .receive_message()
-                        .queue_url(&url)
-                        .max_number_of_messages(1)
-                        .wait_time_seconds(1)
-                        .send()
-                        .await;
-                    if let Some(m) = got.ok().and_then(|o| o.messages).and_then(|m| m.into_iter().next()) {
-                        let handle = m.receipt_handle().unwrap_or_default();
-                        let _ = sqs.delete_message().queue_url(&url).receipt_handle(handle).send().await;
-                        break;
-                    }
-                }
+                let (sqs, url) = (sqs.clone(), url.clone());
+                tokio::spawn(async move { take_one_message(&sqs, &url).await });
             }
         }
     });
-
     let mut args = sqs_flags(&queue.url);
     args.extend(
         [
@@ -285,7 +274,7 @@ async fn scale_mode_with_slow_starting_pods_launches_one_job_per_message_not_mor
             "--sqs-max-jobs-per-poll",
             "50",
             "--sqs-start-grace",
-            "20s",
+            "30s",
         ]
         .map(String::from),
     );
@@ -361,4 +350,16 @@ async fn sigterm_during_a_burst_exits_in_grace_and_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(jobs(&ns).await.len(), 200, "exactly one Job per message ({at_stop} before the restart)");
     assert!(queue.dead_letters().await.is_empty());
+}
+
+/// A worker's first step: receive one message and delete it, retrying until one comes.
+async fn take_one_message(sqs: &aws_sdk_sqs::Client, url: &str) {
+    for _ in 0..10 {
+        let got = sqs.receive_message().queue_url(url).max_number_of_messages(1).wait_time_seconds(1).send().await;
+        if let Some(m) = got.ok().and_then(|o| o.messages).and_then(|m| m.into_iter().next()) {
+            let handle = m.receipt_handle().unwrap_or_default();
+            let _ = sqs.delete_message().queue_url(url).receipt_handle(handle).send().await;
+            return;
+        }
+    }
 }

@@ -368,7 +368,7 @@ contexts:
     }
 
     #[test]
-    fn a_missing_default_file_is_no_contexts_but_a_named_one_must_exist() {
+    fn without_a_config_file_there_are_no_contexts_but_a_named_file_must_exist() {
         let dir = std::env::temp_dir().join(format!("kjl-config-{}", std::process::id()));
         let missing = dir.join("nope");
         let loaded = load(Some((missing.clone(), false))).expect("fine");

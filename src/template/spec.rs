@@ -460,7 +460,7 @@ spec:
     }
 
     #[test]
-    fn a_default_must_match_its_pattern() {
+    fn a_parameter_s_fallback_value_must_match_its_pattern() {
         let text = with_params("      - name: a\n        default: abc\n        pattern: '[0-9]+'", "[]");
         assert!(matches!(parse(&text), Err(TemplateError::Parameter { .. })));
     }
