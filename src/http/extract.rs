@@ -112,3 +112,47 @@ impl QueryPairs {
         }
     }
 }
+
+/// The `{name}` of a Job's route. A name Kubernetes would refuse (RFC 1123 subdomain: at most
+/// 253 lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit)
+/// names no Job: 404 at once, so that no such string reaches an API server request path.
+pub struct JobName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobName {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(name) = Path::<String>::from_request_parts(parts, state).await?;
+        if is_object_name(&name) {
+            Ok(Self(name))
+        } else {
+            Err(crate::error::Error::JobNotFound(crate::template::render::quote_prefix(&name)).into())
+        }
+    }
+}
+
+/// Whether `name` is a valid Kubernetes object name (RFC 1123 subdomain).
+pub fn is_object_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.len() <= 253
+        && bytes.first().is_some_and(alnum)
+        && bytes.last().is_some_and(alnum)
+        && bytes.iter().all(|b| alnum(b) || *b == b'-' || *b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_object_name;
+
+    #[test]
+    fn only_names_kubernetes_accepts_are_job_names() {
+        for good in ["a", "greeting-x7k2p", "k-abc123", "a.b-c", &"a".repeat(253)] {
+            assert!(is_object_name(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a b", "é", "a/b", "a\r\n", &"a".repeat(254), ".a"] {
+            assert!(!is_object_name(bad), "{bad:?}");
+        }
+    }
+}

@@ -11,7 +11,7 @@ use axum::{
 use super::{
     auth::Caller,
     error::AppError,
-    extract::{Json, Path, QueryPairs},
+    extract::{JobName, Json, QueryPairs},
     observe::RequestId,
     state::AppState,
 };
@@ -99,7 +99,7 @@ fn launched_response(launched: Launched) -> Response {
         (status = 404, description = "No such Job managed by the launcher", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_job(State(state): State<AppState>, Path(name): Path<String>) -> Result<JsonBody<JobView>, AppError> {
+pub async fn get_job(State(state): State<AppState>, JobName(name): JobName) -> Result<JsonBody<JobView>, AppError> {
     match state.launcher.find(&name).await? {
         Some(view) => Ok(JsonBody(state.with_queue_position(view))),
         None => Err(Error::JobNotFound(name).into()),
@@ -176,7 +176,7 @@ pub fn label_pairs(query: &QueryPairs) -> Result<Vec<(String, String)>, AppError
         (status = 503, description = "Kubernetes unreachable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn cancel_job(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, AppError> {
+pub async fn cancel_job(State(state): State<AppState>, JobName(name): JobName) -> Result<Response, AppError> {
     let view = state.launcher.cancel(&name).await?;
     Ok((StatusCode::ACCEPTED, JsonBody(state.with_queue_position(view))).into_response())
 }
@@ -198,7 +198,7 @@ pub async fn cancel_job(State(state): State<AppState>, Path(name): Path<String>)
 )]
 pub async fn job_logs(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    JobName(name): JobName,
     query: QueryPairs,
 ) -> Result<Response, AppError> {
     query.only(&["follow", "container", "tailLines"])?;
@@ -244,7 +244,7 @@ pub async fn job_logs(
 )]
 pub async fn job_kube_events(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    JobName(name): JobName,
 ) -> Result<JsonBody<JobKubeEvents>, AppError> {
     let launcher = &state.launcher;
     let read = crate::jobs::kube_events::job_kube_events(

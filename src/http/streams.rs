@@ -21,7 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
 
 use super::{
     error::AppError,
-    extract::{Path, QueryPairs},
+    extract::{JobName, QueryPairs},
     state::AppState,
 };
 use crate::{
@@ -148,7 +148,7 @@ where
 )]
 pub async fn job_events(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    JobName(name): JobName,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let permit = state.stream_slots.take()?;
