@@ -255,6 +255,43 @@ fn notice_policy(args: &NotifyArgs) -> Result<NoticePolicy, StartError> {
     })
 }
 
+/// What every launch needs to know, from the flags.
+fn launch_settings(args: &ServeArgs, caps: Caps) -> Result<LaunchSettings, StartError> {
+    Ok(LaunchSettings {
+        notices: notice_policy(&args.notify)?,
+        instance: args.kube.instance.clone(),
+        caps,
+        default_template: args.templates.default_template.clone(),
+        default_ttl_seconds: args.launch.default_ttl_seconds,
+        timeout: args.launch.launch_timeout,
+    })
+}
+
+/// The Lease this replica competes for, under a name of its own.
+fn lease_settings(args: &ServeArgs) -> LeaseSettings {
+    LeaseSettings {
+        name: args.admission.leader_lease.clone(),
+        identity: replica_identity(),
+        duration: args.admission.leader_lease_duration,
+    }
+}
+
+/// The API port's certificate, when it serves TLS.
+fn tls_certificate(args: &HttpArgs) -> Result<Option<Arc<ReloadingCertificate>>, StartError> {
+    Ok(match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => Some(ReloadingCertificate::load(cert, key)?),
+        _ => None,
+    })
+}
+
+fn connection_limits(args: &HttpArgs) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: args.header_read_timeout,
+        max_header_bytes: args.max_header_bytes,
+        ..ConnectionLimits::default()
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
 }
@@ -275,10 +312,7 @@ impl Application {
         let client = clients.api;
         let auth = authenticator(&args.http, &client, &namespace)?;
         check_exposure(&args.http, auth.as_ref())?;
-        let tls = match (&args.http.tls_cert_file, &args.http.tls_key_file) {
-            (Some(cert), Some(key)) => Some(ReloadingCertificate::load(cert, key)?),
-            _ => None,
-        };
+        let tls = tls_certificate(&args.http)?;
         let guard = BrowserGuard::new(auth.is_none(), args.http.allowed_hosts.clone(), tls.is_some());
         let version = client.apiserver_version().await.map_err(StartError::KubeUnreachable)?;
         tracing::info!(server = %version.git_version, %namespace, instance = %args.kube.instance, "connected to Kubernetes");
@@ -294,20 +328,8 @@ impl Application {
         let store = TemplateStore::new(&namespace, args.templates.config_maps.clone(), metrics.clone());
         let index = JobIndex::new(&namespace);
         let caps = Caps { max_active: args.admission.max_active, max_queued: args.admission.max_queued };
-        let settings = LaunchSettings {
-            notices: notice_policy(&args.notify)?,
-            instance: args.kube.instance.clone(),
-            caps,
-            default_template: args.templates.default_template.clone(),
-            default_ttl_seconds: args.launch.default_ttl_seconds,
-            timeout: args.launch.launch_timeout,
-        };
-        let lease = LeaseSettings {
-            name: args.admission.leader_lease.clone(),
-            identity: replica_identity(),
-            duration: args.admission.leader_lease_duration,
-        };
-        let (elector, leader) = LeaderElector::new(clients.lease, &namespace, lease);
+        let settings = launch_settings(&args, caps)?;
+        let (elector, leader) = LeaderElector::new(clients.lease, &namespace, lease_settings(&args));
         let launcher = Launcher::new(
             client.clone(),
             &namespace,
@@ -352,11 +374,7 @@ impl Application {
                 max_concurrent: args.http.max_concurrent_requests,
                 timeout: args.http.request_timeout,
             },
-            connection_limits: ConnectionLimits {
-                header_read_timeout: args.http.header_read_timeout,
-                max_header_bytes: args.http.max_header_bytes,
-                ..ConnectionLimits::default()
-            },
+            connection_limits: connection_limits(&args.http),
             grace: args.http.shutdown_grace,
             shutdown_delay: args.http.shutdown_delay,
             instance: args.kube.instance.clone(),

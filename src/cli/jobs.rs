@@ -154,25 +154,7 @@ async fn follow(
                 Err(e) => return Err(e),
             };
             unreachable_since = None;
-            let mut parser = super::sse::Parser::default();
-            let mut body = response.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                let Ok(chunk) = chunk else { break };
-                for event in parser.feed(&chunk) {
-                    if event.event != "job" {
-                        continue;
-                    }
-                    let value: Value = serde_json::from_str(&event.data)
-                        .map_err(|e| CliError::Unexpected(format!("an event that is not a JobView: {e}")))?;
-                    let view = job_view(&value)?;
-                    let from = last.as_ref().map(|(v, _)| v.state);
-                    if from != Some(view.state) {
-                        progress(progress_line(from, &view));
-                    }
-                    last_id = event.id.or(last_id);
-                    last = Some((view, value));
-                }
-            }
+            read_job_events(response, &mut last, &mut last_id, &progress).await?;
             // The stream ended: after the terminal state, or cut (a restart, a slow reader); then
             // it is opened again from the last event.
         }
@@ -192,6 +174,36 @@ async fn follow(
     };
     outcome?;
     last.ok_or_else(|| CliError::Unexpected(format!("no view of Job {name}")))
+}
+
+/// Reads one opened event stream to its end, printing a line on each change of state, and keeps
+/// the last view and event id.
+async fn read_job_events(
+    response: reqwest::Response,
+    last: &mut Option<(JobView, Value)>,
+    last_id: &mut Option<u64>,
+    progress: &impl Fn(String),
+) -> Result<(), CliError> {
+    let mut parser = super::sse::Parser::default();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else { break };
+        for event in parser.feed(&chunk) {
+            if event.event != "job" {
+                continue;
+            }
+            let value: Value = serde_json::from_str(&event.data)
+                .map_err(|e| CliError::Unexpected(format!("an event that is not a JobView: {e}")))?;
+            let view = job_view(&value)?;
+            let from = last.as_ref().map(|(v, _)| v.state);
+            if from != Some(view.state) {
+                progress(progress_line(from, &view));
+            }
+            *last_id = event.id.or(*last_id);
+            *last = Some((view, value));
+        }
+    }
+    Ok(())
 }
 
 /// The exit of a followed Job: its result printed for people, success only when it succeeded.
