@@ -209,6 +209,12 @@ async fn errors_show_the_problem_and_exit_2() {
     let cancel = cli_at(&app, &["cancel", "nope"]).await;
     assert_eq!(cancel.code, 2, "{cancel:?}");
 
+    // The notice flags reach the server, which admits no webhook unless told which.
+    let hook = ["launch", "--template", "greeting", "--param", "name=Ada", "--notify-url", "https://hooks.example/x"];
+    let notify = cli_at(&app, &hook).await;
+    assert_eq!(notify.code, 2, "{notify:?}");
+    assert!(notify.stderr.contains("--notify-url-allow"), "{notify:?}");
+
     let usage = cli_at(&app, &["launch", "--param", "no-equals-sign"]).await;
     assert_eq!(usage.code, 2, "{usage:?}");
     assert!(usage.stderr.contains("want NAME=VALUE"), "{usage:?}");

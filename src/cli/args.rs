@@ -10,7 +10,7 @@ use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
 use super::error::CliError;
 use crate::{
-    api::{LaunchRequest, ParamValue},
+    api::{LaunchRequest, NotifyTargets, ParamValue},
     config::parse_duration,
     selector::{self, Selector},
 };
@@ -276,6 +276,16 @@ pub struct RequestArgs {
     /// repeated launch finds it instead of creating another.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+
+    /// A webhook that gets the Job's final view, signed, when it ends (the server's
+    /// `--notify-url-allow` must admit it).
+    #[arg(long, value_name = "URL")]
+    pub notify_url: Option<String>,
+
+    /// An SQS queue that gets the Job's final view when it ends (the server's
+    /// `--notify-sqs-allow` must admit it).
+    #[arg(long, value_name = "URL")]
+    pub notify_sqs_queue_url: Option<String>,
 }
 
 impl RequestArgs {
@@ -288,7 +298,10 @@ impl RequestArgs {
             labels: unique("--label", self.labels.iter().cloned())?,
             priority: self.priority,
             idempotency_key: self.idempotency_key.clone(),
-            notify: None,
+            notify: (self.notify_url.is_some() || self.notify_sqs_queue_url.is_some()).then(|| NotifyTargets {
+                url: self.notify_url.clone(),
+                sqs_queue_url: self.notify_sqs_queue_url.clone(),
+            }),
         })
     }
 }
@@ -524,6 +537,8 @@ mod tests {
             labels: vec![],
             priority: 0,
             idempotency_key: None,
+            notify_url: None,
+            notify_sqs_queue_url: None,
         };
         assert!(matches!(args.to_request(None), Err(CliError::Usage(m)) if m.contains("--env A")));
     }
