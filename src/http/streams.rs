@@ -170,13 +170,7 @@ pub async fn job_events(
         },
         // Fell behind the changes of all Jobs: this one's current view is all it needs.
         Err(broadcast::error::RecvError::Lagged(_)) => {
-            let now = index
-                .read(|s| {
-                    let job = s.jobs.get(&name)?;
-                    let pods = s.pods_of(&name);
-                    Some((crate::jobs::job_view(index.namespace(), job, &pods), job.event_id(&pods)))
-                })
-                .or_else(|| lookup.tombstone(&name));
+            let now = index.view_with_id(&name).or_else(|| lookup.tombstone(&name));
             match now {
                 Some((view, id)) if id > *sent => {
                     *sent = id;
@@ -198,11 +192,7 @@ pub async fn job_events(
 /// server's (a Job another replica just made).
 async fn current_view(state: &AppState, name: &str) -> Result<Option<(JobView, u64)>, AppError> {
     let jobs = state.launcher.jobs();
-    let indexed = jobs.read(|s| {
-        let job = s.jobs.get(name)?;
-        let pods = s.pods_of(name);
-        Some((crate::jobs::job_view(jobs.namespace(), job, &pods), job.event_id(&pods)))
-    });
+    let indexed = jobs.view_with_id(name);
     if let Some(found) = indexed.or_else(|| jobs.events().tombstone(name)) {
         return Ok(Some(found));
     }
