@@ -380,7 +380,7 @@ impl Launcher {
         if record.requested_by.as_deref().is_some_and(|by| by != origin.caller) {
             return Ok(None);
         }
-        if record.request_hash.as_deref() != Some(prepared.request_hash.as_str()) {
+        if !record.request_hash.as_ref().is_some_and(|h| h.is(&prepared.request_hash)) {
             return Err(Error::KeyReused {
                 key: request.idempotency_key.clone().unwrap_or_default(),
                 job: legacy.clone(),

@@ -42,7 +42,7 @@ use super::{
     events::JobEvents,
     intern,
     slim::{SlimJob, SlimPod},
-    state::{Finished, JobRecord, Labels, PendingNotice, PodRecord, Slot, Uid, admission_key, slot_of},
+    state::{Finished, Id16, JobRecord, Labels, PendingNotice, PodRecord, Slot, admission_key, slot_of},
     view::job_view,
 };
 use crate::{
@@ -837,10 +837,10 @@ fn record_of(meta: &ObjectMeta, suspend: Option<bool>, status: Option<&JobStatus
         source: intern::string(labels.get(keys::SOURCE).map_or("", String::as_str)),
         priority: annotation(keys::PRIORITY).and_then(|p| p.parse().ok()).unwrap_or(0),
         idempotency_key: annotation(keys::IDEMPOTENCY_KEY).map(Box::from),
-        request_hash: annotation(keys::REQUEST_HASH).map(Box::from),
+        request_hash: annotation(keys::REQUEST_HASH).map(Id16::parse),
         sqs_queue: annotation(keys::SQS_QUEUE).map(intern::string),
         requested_by: annotation(keys::REQUESTED_BY).map(intern::string),
-        uid: meta.uid.as_deref().map(Uid::parse),
+        uid: meta.uid.as_deref().map(Id16::parse),
         recorded_cap: annotation(keys::MAX_ACTIVE).and_then(|c| c.parse().ok()),
         resource_version: resource_version(meta.resource_version.as_deref()),
         notice: pending_notice(meta),
@@ -1013,8 +1013,12 @@ mod tests {
                 r.queued_label = true;
             }
             2 => {
-                r.finished =
-                    Some(Box::new(Finished { succeeded: kind.is_multiple_of(4), at: None, reason: None, message: None }))
+                r.finished = Some(Box::new(Finished {
+                    succeeded: kind.is_multiple_of(4),
+                    at: None,
+                    reason: None,
+                    message: None,
+                }))
             }
             3 => r.deleting = true,
             4 => r.ready = 1,

@@ -64,7 +64,7 @@ mod tests {
     }
 
     fn record(uid: &str) -> JobRecord {
-        JobRecord { uid: Some(crate::jobs::state::Uid::parse(uid)), ..JobRecord::named("k-1") }
+        JobRecord { uid: Some(crate::jobs::state::Id16::parse(uid)), ..JobRecord::named("k-1") }
     }
 
     #[tokio::test]

@@ -20,27 +20,38 @@ pub struct Finished {
     pub message: Option<Arc<str>>,
 }
 
-/// A Job's UID: 16 bytes for the UUIDs the API server gives out, the text for anything else.
+/// A Job's UID or request hash: 16 bytes for the forms the API server and the launcher give out
+/// (a UUID; 32 lowercase hex digits), the text for anything else. Each gives its text back
+/// exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Uid {
+pub enum Id16 {
     Uuid([u8; 16]),
+    Hex([u8; 16]),
     Other(Box<str>),
 }
 
-impl Uid {
+/// The places of the dashes in a UUID's canonical form.
+const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
+
+impl Id16 {
     pub fn parse(text: &str) -> Self {
-        Self::uuid(text).map_or_else(|| Self::Other(text.into()), Self::Uuid)
+        let bytes = text.as_bytes();
+        if bytes.len() == 36 && UUID_DASHES.iter().all(|&i| bytes[i] == b'-') {
+            let digits = bytes.iter().enumerate().filter(|(i, _)| !UUID_DASHES.contains(i)).map(|(_, b)| *b);
+            if let Some(id) = Self::hex(digits) {
+                return Self::Uuid(id);
+            }
+        } else if bytes.len() == 32
+            && let Some(id) = Self::hex(bytes.iter().copied())
+        {
+            return Self::Hex(id);
+        }
+        Self::Other(text.into())
     }
 
-    /// The 16 bytes of a UUID in its canonical lowercase form, which alone gives the same text
-    /// back.
-    fn uuid(text: &str) -> Option<[u8; 16]> {
-        let bytes = text.as_bytes();
-        if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
-            return None;
-        }
+    /// 16 bytes from 32 lowercase hex digits (the only case that gives the same text back).
+    fn hex(mut digits: impl Iterator<Item = u8>) -> Option<[u8; 16]> {
         let mut out = [0u8; 16];
-        let mut digits = bytes.iter().enumerate().filter(|(i, _)| ![8, 13, 18, 23].contains(i)).map(|(_, b)| *b);
         for byte in &mut out {
             let mut value = 0u8;
             for _ in 0..2 {
@@ -54,24 +65,29 @@ impl Uid {
             }
             *byte = value;
         }
-        Some(out)
+        digits.next().is_none().then_some(out)
+    }
+
+    /// Whether this is the id `text` spells.
+    pub fn is(&self, text: &str) -> bool {
+        *self == Self::parse(text)
     }
 }
 
-impl std::fmt::Display for Uid {
+impl std::fmt::Display for Id16 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Other(text) => f.write_str(text),
-            Self::Uuid(bytes) => {
-                for (i, b) in bytes.iter().enumerate() {
-                    if matches!(i, 4 | 6 | 8 | 10) {
-                        f.write_str("-")?;
-                    }
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
+        let (bytes, dashes) = match self {
+            Self::Other(text) => return f.write_str(text),
+            Self::Uuid(bytes) => (bytes, true),
+            Self::Hex(bytes) => (bytes, false),
+        };
+        for (i, b) in bytes.iter().enumerate() {
+            if dashes && matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
             }
+            write!(f, "{b:02x}")?;
         }
+        Ok(())
     }
 }
 
@@ -87,12 +103,12 @@ pub struct JobRecord {
     pub source: Arc<str>,
     pub priority: i32,
     pub idempotency_key: Option<Box<str>>,
-    pub request_hash: Option<Box<str>>,
+    pub request_hash: Option<Id16>,
     pub sqs_queue: Option<Arc<str>>,
     /// Who asked for it (the `requested-by` annotation).
     pub requested_by: Option<Arc<str>>,
     /// The Job's UID: a Job re-created under the same name is another Job.
-    pub uid: Option<Uid>,
+    pub uid: Option<Id16>,
     /// Its template's cap at launch (the `max-active` annotation on the Job).
     pub recorded_cap: Option<u32>,
     /// The object's resourceVersion, as a number (etcd's revision); 0 when it is not one.
@@ -424,13 +440,27 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_uuid_is_kept_in_16_bytes_and_gives_the_same_text_back_and_anything_else_stays_text() {
-        let text = "0b7f7a2e-5c1d-4b8e-9f3a-1c2d3e4f5a6b";
-        assert!(matches!(Uid::parse(text), Uid::Uuid(_)));
-        assert_eq!(Uid::parse(text).to_string(), text);
-        for other in ["u", "uid-1", "0B7F7A2E-5C1D-4B8E-9F3A-1C2D3E4F5A6B", "0b7f7a2e-5c1d-4b8e-9f3a-1c2d3e4f5a6", ""] {
-            assert_eq!(Uid::parse(other), Uid::Other(other.into()), "{other}");
-            assert_eq!(Uid::parse(other).to_string(), other);
+    fn uuids_and_hashes_are_kept_in_16_bytes_and_give_the_same_text_back_and_anything_else_stays_text() {
+        let uuid = "0b7f7a2e-5c1d-4b8e-9f3a-1c2d3e4f5a6b";
+        assert!(matches!(Id16::parse(uuid), Id16::Uuid(_)));
+        let hash = "0b7f7a2e5c1d4b8e9f3a1c2d3e4f5a6b";
+        assert!(matches!(Id16::parse(hash), Id16::Hex(_)));
+        for text in [uuid, hash] {
+            assert_eq!(Id16::parse(text).to_string(), text);
+            assert!(Id16::parse(text).is(text));
+        }
+        assert!(!Id16::parse(uuid).is(hash), "the same digits, another text");
+        for other in [
+            "u",
+            "uid-1",
+            "0B7F7A2E-5C1D-4B8E-9F3A-1C2D3E4F5A6B",
+            "0b7f7a2e-5c1d-4b8e-9f3a-1c2d3e4f5a6",
+            "0b7f7a2e5c1d4b8e9f3a1c2d3e4f5a6",
+            "0b7f7a2e5c1d4b8e9f3a1c2d3e4f5a6g",
+            "",
+        ] {
+            assert_eq!(Id16::parse(other), Id16::Other(other.into()), "{other}");
+            assert_eq!(Id16::parse(other).to_string(), other);
         }
     }
 
@@ -439,7 +469,7 @@ pub(crate) mod tests {
         // The index holds one per Job: 100,000 of them must fit in 0.75 KiB each, with their
         // heap blocks and the index's own entries (docs/benchmarks.md, "Where the bytes go").
         assert!(std::mem::size_of::<JobRecord>() <= 280, "{}", std::mem::size_of::<JobRecord>());
-        assert!(std::mem::size_of::<Option<Uid>>() <= 24);
+        assert!(std::mem::size_of::<Option<Id16>>() <= 24);
     }
 
     #[test]
