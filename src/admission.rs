@@ -254,9 +254,14 @@ impl InFlight {
     /// Forgets admissions the index now shows (no longer queued), and those too old to be in
     /// flight still.
     fn settle(&mut self, candidates: &[Candidate]) {
-        self.0.retain(|name, sent| {
-            sent.elapsed() < IN_FLIGHT_TTL && candidates.iter().any(|c| &c.name == name && c.state == Slot::Queued)
-        });
+        if self.0.is_empty() {
+            return;
+        }
+        // A set, not a scan per entry: with a large queue and a large cap both are in the
+        // thousands.
+        let queued: std::collections::HashSet<&str> =
+            candidates.iter().filter(|c| c.state == Slot::Queued).map(|c| c.name.as_str()).collect();
+        self.0.retain(|name, sent| sent.elapsed() < IN_FLIGHT_TTL && queued.contains(name.as_str()));
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -344,9 +349,10 @@ impl<U: Unsuspend> Admission<U> {
         for c in all.iter_mut().filter(|c| in_flight.contains(&c.name)) {
             c.state = Slot::Active;
         }
+        let by_name: HashMap<&str, &Candidate> = all.iter().map(|c| (c.name.as_str(), c)).collect();
         let chosen: Vec<(String, String, Option<Timestamp>)> = plan(&all, self.caps.max_active, &caps)
             .into_iter()
-            .filter_map(|name| all.iter().find(|c| c.name == name))
+            .filter_map(|name| by_name.get(name))
             .map(|c| (c.name.clone(), c.template.clone(), c.queued_at))
             .collect();
         let mut admitted = Vec::new();
