@@ -14,7 +14,8 @@
 //! accumulate: the cost of a sweep is paid once per doubling, O(1) per insert on average.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
+    hash::{BuildHasher, Hash, Hasher, RandomState},
     sync::{Arc, LazyLock, Mutex},
 };
 
@@ -48,10 +49,50 @@ impl<T: ?Sized + Eq + std::hash::Hash> Table<T> {
     }
 }
 
+/// Label sets by a hash of their pairs, so that a Job's labels are looked up from its decoded
+/// map without building a copy first (at start-up that is every Job of the relist).
+#[derive(Default)]
+struct LabelTable {
+    hasher: RandomState,
+    buckets: HashMap<u64, Vec<LabelSet>>,
+    len: usize,
+    after_sweep: usize,
+}
+
+impl LabelTable {
+    fn get_or_insert<'a>(&mut self, pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> LabelSet {
+        let mut hasher = self.hasher.build_hasher();
+        for (k, v) in pairs.clone() {
+            (k, v).hash(&mut hasher);
+        }
+        let hash = hasher.finish();
+        let same = |set: &LabelSet| {
+            let mut given = pairs.clone();
+            set.iter().all(|(k, v)| given.next().is_some_and(|(gk, gv)| **k == *gk && **v == *gv))
+                && given.next().is_none()
+        };
+        if let Some(found) = self.buckets.get(&hash).and_then(|b| b.iter().find(|s| same(s))) {
+            return found.clone();
+        }
+        if self.len >= 2 * self.after_sweep.max(512) {
+            self.buckets.retain(|_, bucket| {
+                bucket.retain(|set| Arc::strong_count(set) > 1);
+                !bucket.is_empty()
+            });
+            self.len = self.buckets.values().map(Vec::len).sum();
+            self.after_sweep = self.len;
+        }
+        let made: LabelSet = pairs.map(|(k, v)| (Box::from(k), Box::from(v))).collect();
+        self.buckets.entry(hash).or_default().push(made.clone());
+        self.len += 1;
+        made
+    }
+}
+
 #[derive(Default)]
 struct Interner {
     strings: Table<str>,
-    labels: Table<[(Box<str>, Box<str>)]>,
+    labels: LabelTable,
 }
 
 static INTERNER: LazyLock<Mutex<Interner>> = LazyLock::new(Mutex::default);
@@ -65,13 +106,13 @@ pub fn string(value: &str) -> Arc<str> {
     with(|i| i.strings.get_or_insert(value, || Arc::from(value)))
 }
 
-/// The shared copy of a label set; `pairs` must be sorted by key (a BTreeMap's order).
-pub fn labels(pairs: Vec<(Box<str>, Box<str>)>) -> LabelSet {
-    if pairs.is_empty() {
+/// The shared copy of a label set; `pairs` must come sorted by key (a BTreeMap's order).
+pub fn labels<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> LabelSet {
+    if pairs.clone().next().is_none() {
         static EMPTY: LazyLock<LabelSet> = LazyLock::new(|| Arc::from(Vec::new()));
         return EMPTY.clone();
     }
-    with(|i| i.labels.get_or_insert(&pairs[..], || Arc::from(pairs.clone())))
+    with(|i| i.labels.get_or_insert(pairs))
 }
 
 #[cfg(test)]
@@ -88,11 +129,27 @@ mod tests {
 
     #[test]
     fn equal_label_sets_share_one_copy_and_different_ones_do_not() {
-        let set = |v: &str| vec![("k".into(), v.into()), ("z".into(), "1".into())];
-        let (a, b, c) = (labels(set("x")), labels(set("x")), labels(set("y")));
+        let set = |v: &'static str| [("k", v), ("z", "1")];
+        let (a, b, c) = (labels(set("x").into_iter()), labels(set("x").into_iter()), labels(set("y").into_iter()));
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(a.len(), 2);
+        let shorter = labels([("k", "x")].into_iter());
+        assert!(!Arc::ptr_eq(&a, &shorter), "a prefix is another set");
+        assert_eq!(shorter.len(), 1);
+        assert!(labels(std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn a_label_sweep_drops_only_sets_nobody_holds() {
+        let mut table = LabelTable::default();
+        let kept = table.get_or_insert([("kept", "1")].into_iter());
+        for i in 0..2000 {
+            let v = format!("{i}");
+            table.get_or_insert([("gone", v.as_str())].into_iter());
+        }
+        assert!(table.len < 1100, "swept: {}", table.len);
+        assert!(Arc::ptr_eq(&kept, &table.get_or_insert([("kept", "1")].into_iter())));
     }
 
     #[test]

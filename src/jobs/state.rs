@@ -137,7 +137,7 @@ pub struct Labels(LabelSet);
 
 impl Default for Labels {
     fn default() -> Self {
-        Self(intern::labels(Vec::new()))
+        Self(intern::labels(std::iter::empty()))
     }
 }
 
@@ -153,14 +153,14 @@ impl Labels {
 
 impl From<BTreeMap<String, String>> for Labels {
     fn from(map: BTreeMap<String, String>) -> Self {
-        // A BTreeMap iterates in key order, so the slice comes out sorted.
-        Self(intern::labels(map.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect()))
+        Self::from(&map)
     }
 }
 
 impl From<&BTreeMap<String, String>> for Labels {
     fn from(map: &BTreeMap<String, String>) -> Self {
-        Self(intern::labels(map.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect()))
+        // A BTreeMap iterates in key order, so the slice comes out sorted.
+        Self(intern::labels(map.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
     }
 }
 
