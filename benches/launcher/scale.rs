@@ -45,7 +45,7 @@ const INSTANCE: &str = "default";
 
 /// The `GET /v1/jobs` queries timed at scale: what the dashboard and tools ask.
 pub const QUERIES: [(&str, &str); 8] = [
-    ("no filter", "limit=100"),
+    ("", "limit=100"),
     ("state=queued", "state=queued&limit=100"),
     ("state=failed", "state=failed&limit=100"),
     ("template=report", "template=report&limit=100"),
@@ -93,9 +93,9 @@ pub fn launcher_list_mode() -> (u32, bool) {
 fn population_job(factory: &JobFactory, i: usize) -> BenchResult<Job> {
     let key = (i % 4 == 0).then(|| format!("order-{i}"));
     let message = format!("item {i}");
-    let mut job = factory.job_as(&[("message", &message)], (i % 7) as i32, &format!("user-{}", i % 50), key)?;
+    let mut job = factory.job_as(&[("message", &message)], (i % 7) as i32, &format!("user-{}", (i / 7) % 50), key)?;
     let labels = job.metadata.labels.get_or_insert_with(Default::default);
-    labels.insert(keys::TEMPLATE.into(), TEMPLATES[i % TEMPLATES.len()].into());
+    labels.insert(keys::TEMPLATE.into(), TEMPLATES[(i / 3) % TEMPLATES.len()].into());
     labels.insert("team".into(), format!("team-{}", i % 20));
     if let Some(spec) = job.spec.as_mut() {
         spec.managed_by = Some(MANAGED_ELSEWHERE.into());
@@ -384,14 +384,18 @@ pub async fn scale100k(client: &Client, s: &Settings) -> BenchResult<Scale> {
     measure_startup(client, s, &ns.name, &mut scale).await?;
     measure_reads(&ns.name, &mut scale).await?;
     measure_launches(s, &ns, &mut scale).await?;
-    record_memory(&mut scale, "at the end (peak: VmHWM)");
+    record_memory(&mut scale, "at the end");
     if let Some(pid) = cluster::control_plane_pids().get("kube-apiserver") {
         scale
             .control_plane_mib
             .insert("kube-apiserver peak RSS (VmHWM)".into(), cluster::memory_mib(*pid, "VmHWM").unwrap_or(0.0));
     }
+    // Deleting 100,000 Jobs takes the API server minutes: the figures are taken, so the phase
+    // waits only a while; a later run's start removes what is left (`delete_leftovers`).
     note("[scale100k] deleting the namespace (100,000 Jobs take a few minutes)");
-    cluster::delete_namespace_within(client, &ns.name, Duration::from_secs(1800)).await?;
+    if let Err(e) = cluster::delete_namespace_within(client, &ns.name, Duration::from_secs(120)).await {
+        note(format!("  still going; left to the API server: {e}"));
+    }
     Ok(scale)
 }
 

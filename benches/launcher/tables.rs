@@ -411,7 +411,8 @@ fn scale_read_rows(sc: &Scale) -> Vec<Row> {
     let mut rows = Vec::new();
     for r in &sc.reads {
         let p = |q| vec![stats::percentile(&r.latencies_ms, q)];
-        let what = format!("GET /v1/jobs?{}&limit=100, {large} Jobs", r.label);
+        let filter = if r.label.is_empty() { String::new() } else { format!("{}&", r.label) };
+        let what = format!("GET /v1/jobs?{filter}limit=100, {large} Jobs");
         rows.push(Row::new(sec, format!("{what}: p50"), "ms", p(50.0)));
         rows.push(Row::new(sec, format!("{what}: p99"), "ms", p(99.0)).goal(Goal::AtMost(10.0)));
     }
