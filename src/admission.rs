@@ -32,7 +32,7 @@ use tokio::sync::watch;
 
 use crate::{
     api::{QueueView, TemplateQueue},
-    jobs::{JobIndex, JobRecord, index::IndexState},
+    jobs::{JobIndex, JobRecord, index::IndexState, state::admission_key},
     keys,
     leader::Leadership,
     telemetry::{Metrics, TemplateLabels},
@@ -56,42 +56,13 @@ pub struct Candidate {
     pub state: Slot,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    /// Waiting for admission.
-    Queued,
-    /// Admitted and not finished: holds a slot.
-    Active,
-    /// Finished, being deleted, or suspended by someone else: neither.
-    Neither,
-}
-
-/// Where a Job stands for admission. A running Job being deleted (cancelled) keeps its slot while
-/// it has pods that have not ended (`live_pods`): the launcher deletes in the foreground, so the
-/// pods go first; a Job kept only for its completion notice holds no slot.
-pub fn slot_of(job: &JobRecord, live_pods: bool) -> Slot {
-    if job.finished.is_some() {
-        Slot::Neither
-    } else if job.suspended {
-        if job.queued_label && !job.deleting { Slot::Queued } else { Slot::Neither }
-    } else if job.deleting && !live_pods {
-        Slot::Neither
-    } else {
-        Slot::Active
-    }
-}
-
-/// Where a Job of the index stands for admission.
-fn slot_in(state: &IndexState, job: &JobRecord) -> Slot {
-    let live_pods = job.deleting && state.pods_of(&job.name).iter().any(|p| !p.is_finished());
-    slot_of(job, live_pods)
-}
+pub use crate::jobs::state::{Slot, slot_of};
 
 impl Candidate {
     pub fn from_record(job: &JobRecord, state: Slot) -> Self {
         Self {
-            name: job.name.clone(),
-            template: job.template.clone(),
+            name: job.name.to_string(),
+            template: job.template.to_string(),
             priority: job.priority,
             queued_at: job.queued_at,
             state,
@@ -101,7 +72,7 @@ impl Candidate {
 
 /// Admission order: priority high to low, then queue time, then name.
 fn order_key(c: &Candidate) -> (Reverse<i32>, Option<Timestamp>, &str) {
-    (Reverse(c.priority), c.queued_at, c.name.as_str())
+    admission_key(c.priority, c.queued_at, &c.name)
 }
 
 /// The queued Jobs in the order they will be admitted.
@@ -139,39 +110,23 @@ pub fn plan<'a>(
     admit
 }
 
-/// The queued and active Jobs (finished ones, the bulk of a busy index, are not copied).
+/// The queued and active Jobs (finished ones, the bulk of a busy index, are not read: the index
+/// keeps the set of Jobs in a slot).
 pub fn candidates(state: &IndexState) -> Vec<Candidate> {
-    state
-        .jobs
-        .values()
-        .filter_map(|j| match slot_in(state, j) {
-            Slot::Neither => None,
-            slot => Some(Candidate::from_record(j, slot)),
-        })
-        .collect()
+    state.in_slots().map(|(j, slot)| Candidate::from_record(j, slot)).collect()
 }
 
-/// Queued and active Jobs, counted without copying anything.
+/// Queued and active Jobs: the index counts them as they change, so the launch path's
+/// backpressure checks do not read every Job.
 pub fn counts(state: &IndexState) -> (u64, u64) {
-    state.jobs.values().fold((0, 0), |(q, a), j| match slot_in(state, j) {
-        Slot::Queued => (q + 1, a),
-        Slot::Active => (q, a + 1),
-        Slot::Neither => (q, a),
-    })
+    state.slot_counts()
 }
 
 /// The cap each template had at its newest Job's launch, as recorded on that Job (None: it had
-/// none). Reads every Job, finished ones included: the newest may have finished.
+/// none). Finished Jobs count too (the newest may have finished): the index finds each
+/// template's newest Job without reading the others.
 pub fn recorded_caps(state: &IndexState) -> HashMap<String, Option<u32>> {
-    let mut newest: HashMap<&str, (Option<Timestamp>, &str, Option<u32>)> = HashMap::new();
-    for job in state.jobs.values() {
-        let key = (job.created_at, job.name.as_str(), job.recorded_cap);
-        let entry = newest.entry(job.template.as_str()).or_insert(key);
-        if (key.0, key.1) > (entry.0, entry.1) {
-            *entry = key;
-        }
-    }
-    newest.into_iter().map(|(template, (_, _, cap))| (template.to_string(), cap)).collect()
+    state.newest_per_template().into_iter().map(|(template, job)| (template.to_string(), job.recorded_cap)).collect()
 }
 
 /// Each template's cap: the store's while it serves the template, else the one recorded on the
@@ -299,9 +254,14 @@ impl InFlight {
     /// Forgets admissions the index now shows (no longer queued), and those too old to be in
     /// flight still.
     fn settle(&mut self, candidates: &[Candidate]) {
-        self.0.retain(|name, sent| {
-            sent.elapsed() < IN_FLIGHT_TTL && candidates.iter().any(|c| &c.name == name && c.state == Slot::Queued)
-        });
+        if self.0.is_empty() {
+            return;
+        }
+        // A set, not a scan per entry: with a large queue and a large cap both are in the
+        // thousands.
+        let queued: std::collections::HashSet<&str> =
+            candidates.iter().filter(|c| c.state == Slot::Queued).map(|c| c.name.as_str()).collect();
+        self.0.retain(|name, sent| sent.elapsed() < IN_FLIGHT_TTL && queued.contains(name.as_str()));
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -389,9 +349,10 @@ impl<U: Unsuspend> Admission<U> {
         for c in all.iter_mut().filter(|c| in_flight.contains(&c.name)) {
             c.state = Slot::Active;
         }
+        let by_name: HashMap<&str, &Candidate> = all.iter().map(|c| (c.name.as_str(), c)).collect();
         let chosen: Vec<(String, String, Option<Timestamp>)> = plan(&all, self.caps.max_active, &caps)
             .into_iter()
-            .filter_map(|name| all.iter().find(|c| c.name == name))
+            .filter_map(|name| by_name.get(name))
             .map(|c| (c.name.clone(), c.template.clone(), c.queued_at))
             .collect();
         let mut admitted = Vec::new();
@@ -531,7 +492,7 @@ mod tests {
         assert_eq!(in_flight.len(), 1, "q0 left the in-flight set once the index showed it");
         // q0 finishes: one slot.
         running.finished =
-            Some(crate::jobs::state::Finished { succeeded: true, at: None, reason: None, message: None });
+            Some(Box::new(crate::jobs::state::Finished { succeeded: true, at: None, reason: None, message: None }));
         jobs.put(running);
         assert_eq!(admission.admit_once(&mut in_flight).await, vec!["q2"]);
     }

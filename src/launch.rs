@@ -169,7 +169,7 @@ impl Launcher {
         if self.inner.jobs.record(&prepared.name).is_some() {
             return Ok(Some(prepared.name));
         }
-        Ok(self.fetch(&prepared.name).await?.map(|r| r.name))
+        Ok(self.fetch(&prepared.name).await?.map(|r| r.name.to_string()))
     }
 
     /// How many more Jobs would be admitted now; None without a global cap.
@@ -377,10 +377,10 @@ impl Launcher {
     fn legacy_job(&self, prepared: &Prepared, request: &LaunchRequest, origin: &Origin) -> Result<Option<Launched>> {
         let Some(legacy) = &prepared.legacy_name else { return Ok(None) };
         let Some(record) = self.inner.jobs.record(legacy) else { return Ok(None) };
-        if record.requested_by.as_ref().is_some_and(|by| *by != origin.caller) {
+        if record.requested_by.as_deref().is_some_and(|by| by != origin.caller) {
             return Ok(None);
         }
-        if record.request_hash.as_deref() != Some(prepared.request_hash.as_str()) {
+        if !record.request_hash.as_ref().is_some_and(|h| h.is(&prepared.request_hash)) {
             return Err(Error::KeyReused {
                 key: request.idempotency_key.clone().unwrap_or_default(),
                 job: legacy.clone(),
@@ -437,7 +437,7 @@ impl Launcher {
         let api: Api<Job> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
         let cancel = remote::cancel(&api, &record);
         tokio::time::timeout(self.inner.settings.timeout, cancel).await.unwrap_or_else(|_| Err(deadline_elapsed()))?;
-        tracing::info!(job = %name, uid = record.uid.as_deref(), "cancelled");
+        tracing::info!(job = %name, uid = record.uid.as_ref().map(ToString::to_string), "cancelled");
         Ok(view)
     }
 

@@ -158,16 +158,19 @@ impl BenchNamespace {
 }
 
 pub async fn delete_namespace(client: &Client, name: &str) -> BenchResult<()> {
+    delete_namespace_within(client, name, Duration::from_secs(300)).await
+}
+
+/// Deletes namespace `name` and waits up to `timeout` until it is gone.
+pub async fn delete_namespace_within(client: &Client, name: &str, timeout: Duration) -> BenchResult<()> {
     let api = Api::<Namespace>::all(client.clone());
     // Deleting the Jobs first, in one call, is quicker than leaving them to the namespace
     // controller; pods go with their Jobs.
     let jobs: Api<Job> = Api::namespaced(client.clone(), name);
     let _ = jobs.delete_collection(&DeleteParams::background(), &ListParams::default()).await;
     let _ = api.delete(name, &DeleteParams::background()).await;
-    wait_for(Duration::from_secs(300), &format!("namespace {name} to go"), || async {
-        matches!(api.get_opt(name).await, Ok(None))
-    })
-    .await
+    wait_for(timeout, &format!("namespace {name} to go"), || async { matches!(api.get_opt(name).await, Ok(None)) })
+        .await
 }
 
 /// Deletes what an interrupted earlier run left behind.
@@ -226,13 +229,25 @@ impl JobFactory {
 
     /// A Job of this template with `params` and `priority`, under a fresh random name.
     pub fn job(&self, params: &[(&str, &str)], priority: i32) -> BenchResult<Job> {
+        self.job_as(params, priority, "bench", None)
+    }
+
+    /// The same, asked for by `caller`, with an idempotency key if given.
+    pub fn job_as(
+        &self,
+        params: &[(&str, &str)],
+        priority: i32,
+        caller: &str,
+        idempotency_key: Option<String>,
+    ) -> BenchResult<Job> {
         let request = LaunchRequest {
             template: Some(self.template.name.clone()),
             params: params.iter().map(|(k, v)| (k.to_string(), ParamValue::String(v.to_string()))).collect(),
             priority,
+            idempotency_key,
             ..LaunchRequest::default()
         };
-        let origin = Origin { request_id: Some(format!("{:016x}", rand_u64())), ..Origin::new(self.source, "bench") };
+        let origin = Origin { request_id: Some(format!("{:016x}", rand_u64())), ..Origin::new(self.source, caller) };
         let notices = kube_job_launcher::launch::NoticePolicy::default();
         let settings = JobSettings {
             namespace: &self.namespace,

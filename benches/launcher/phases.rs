@@ -22,7 +22,7 @@ use crate::{
     stats::{self, ms},
 };
 
-fn note(text: impl AsRef<str>) {
+pub fn note(text: impl AsRef<str>) {
     eprintln!("[{}] {}", jiff::Zoned::now().strftime("%H:%M:%S"), text.as_ref());
 }
 
@@ -62,7 +62,7 @@ impl Measured {
 }
 
 /// Measures `op` with CPU accounting of the control plane, this process and the launcher.
-async fn measure<F, Fut>(
+pub async fn measure<F, Fut>(
     pids: &BTreeMap<&'static str, u32>,
     launcher: Option<&Launcher>,
     count: usize,
@@ -210,7 +210,7 @@ impl Profiler {
 }
 
 /// `POST /v1/jobs` with `body`; success is 201.
-fn post_op(
+pub fn post_op(
     launcher: &Launcher,
     body: &'static str,
 ) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
@@ -540,11 +540,11 @@ pub struct StartRun {
 }
 
 /// The launcher started `runs` times in `ns`: start-up moments and memory once settled.
-async fn starts(ns: &str, runs: usize, expect_jobs: usize) -> BenchResult<Vec<StartRun>> {
+pub async fn starts(ns: &str, runs: usize, expect_jobs: usize) -> BenchResult<Vec<StartRun>> {
     let mut out = Vec::new();
     for _ in 0..runs {
         let launcher = Launcher::start(ns, &[]).await?;
-        let ready = launcher.wait_ready(Duration::from_secs(120)).await?;
+        let ready = launcher.wait_ready(Duration::from_secs(300)).await?;
         let startup = launcher.startup(ready).await;
         // Let the start-up's garbage settle before reading the resident set.
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -209,8 +209,7 @@ pub async fn job_logs(
     let mut options =
         LogOptions { follow: query.flag("follow")?, container: query.get("container").map(String::from), tail_lines };
     let jobs = state.launcher.jobs();
-    let pod =
-        jobs.read(|s| s.jobs.get(&name).map(|_| s.pods_of(&name).last().map(|p| (p.name.clone(), p.is_finished()))));
+    let pod = jobs.read(|s| s.job(&name).map(|_| s.pods_of(&name).last().map(|p| (p.name.clone(), p.is_finished()))));
     let (pod, finished) = match pod {
         None => return Err(Error::JobNotFound(name).into()),
         Some(None) => return Err(Error::NoPod(name).into()),

@@ -1,7 +1,5 @@
 //! What every handler shares: the launcher and the metrics, with the views they derive.
 
-use std::collections::HashMap;
-
 use std::{sync::Arc, time::Duration};
 
 use axum::http::StatusCode;
@@ -36,7 +34,7 @@ impl AppState {
     /// Adds the queue position of a queued Job.
     pub fn with_queue_position(&self, mut view: JobView) -> JobView {
         if view.state == JobState::Queued {
-            view.queue_position = self.queue_positions().get(&view.name).copied();
+            view.queue_position = self.launcher.jobs().queue_positions().get(view.name.as_str()).copied();
         }
         view
     }
@@ -44,20 +42,12 @@ impl AppState {
     /// Adds the queue positions of the queued Jobs among `views`, from one ordering of the queue.
     pub fn with_queue_positions(&self, mut views: Vec<JobView>) -> Vec<JobView> {
         if views.iter().any(|v| v.state == JobState::Queued) {
-            let positions = self.queue_positions();
+            let positions = self.launcher.jobs().queue_positions();
             for v in &mut views {
-                v.queue_position = positions.get(&v.name).copied();
+                v.queue_position = positions.get(v.name.as_str()).copied();
             }
         }
         views
-    }
-
-    /// Every queued Job's place in the admission order (0: next).
-    fn queue_positions(&self) -> HashMap<String, usize> {
-        self.launcher.jobs().read(|s| {
-            let candidates = admission::candidates(s);
-            admission::queue_order(&candidates).iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect()
-        })
     }
 
     /// Queued and active Jobs, in all and per template, with the caps and the leader.

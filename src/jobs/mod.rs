@@ -4,9 +4,11 @@
 pub mod adopt;
 pub mod events;
 pub mod index;
+pub mod intern;
 pub mod kube_events;
 pub mod logs;
 pub mod remote;
+pub mod slim;
 pub mod state;
 pub mod view;
 

@@ -43,10 +43,11 @@ pub fn cancel_params(uid: Option<&str>) -> DeleteParams {
 
 /// Deletes the Job `record` describes. A Job re-created under its name since is left alone.
 pub async fn cancel(api: &Api<Job>, record: &JobRecord) -> Result<()> {
-    match api.delete(&record.name, &cancel_params(record.uid.as_deref())).await {
+    let uid = record.uid.as_ref().map(ToString::to_string);
+    match api.delete(&record.name, &cancel_params(uid.as_deref())).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Err(Error::JobNotFound(record.name.clone())),
-        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Recreated(record.name.clone())),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Err(Error::JobNotFound(record.name.to_string())),
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Recreated(record.name.to_string())),
         Err(e) => Err(Error::from_kube(e)),
     }
 }
@@ -63,7 +64,7 @@ mod tests {
     }
 
     fn record(uid: &str) -> JobRecord {
-        JobRecord { uid: Some(uid.into()), ..JobRecord::named("k-1") }
+        JobRecord { uid: Some(crate::jobs::state::Id16::parse(uid)), ..JobRecord::named("k-1") }
     }
 
     #[tokio::test]

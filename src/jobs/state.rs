@@ -2,35 +2,113 @@
 //!
 //! Pure: plain structs, filled from Kubernetes objects by the index.
 
-use std::collections::BTreeMap;
+use std::{cmp::Reverse, collections::BTreeMap, sync::Arc};
 
 use jiff::Timestamp;
 
+use super::intern::{self, LabelSet};
 use crate::api::JobState;
 
-/// A Job's terminal condition, as its controller reports it.
+/// A Job's terminal condition, as its controller reports it. Boxed in the record: most Jobs in a
+/// large index have finished, but each finished Job pays for it only once, and a running one not
+/// at all. The reason and message are the controller's few fixed sentences: shared copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
     pub succeeded: bool,
     pub at: Option<Timestamp>,
-    pub reason: Option<String>,
-    pub message: Option<String>,
+    pub reason: Option<Arc<str>>,
+    pub message: Option<Arc<str>>,
+}
+
+/// A Job's UID or request hash: 16 bytes for the forms the API server and the launcher give out
+/// (a UUID; 32 lowercase hex digits), the text for anything else. Each gives its text back
+/// exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Id16 {
+    Uuid([u8; 16]),
+    Hex([u8; 16]),
+    Other(Box<str>),
+}
+
+/// The places of the dashes in a UUID's canonical form.
+const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
+
+impl Id16 {
+    pub fn parse(text: &str) -> Self {
+        let bytes = text.as_bytes();
+        if bytes.len() == 36 && UUID_DASHES.iter().all(|&i| bytes[i] == b'-') {
+            let digits = bytes.iter().enumerate().filter(|(i, _)| !UUID_DASHES.contains(i)).map(|(_, b)| *b);
+            if let Some(id) = Self::hex(digits) {
+                return Self::Uuid(id);
+            }
+        } else if bytes.len() == 32
+            && let Some(id) = Self::hex(bytes.iter().copied())
+        {
+            return Self::Hex(id);
+        }
+        Self::Other(text.into())
+    }
+
+    /// 16 bytes from 32 lowercase hex digits (the only case that gives the same text back).
+    fn hex(mut digits: impl Iterator<Item = u8>) -> Option<[u8; 16]> {
+        let mut out = [0u8; 16];
+        for byte in &mut out {
+            let mut value = 0u8;
+            for _ in 0..2 {
+                let d = digits.next()?;
+                value = value * 16
+                    + match d {
+                        b'0'..=b'9' => d - b'0',
+                        b'a'..=b'f' => d - b'a' + 10,
+                        _ => return None,
+                    };
+            }
+            *byte = value;
+        }
+        digits.next().is_none().then_some(out)
+    }
+
+    /// Whether this is the id `text` spells.
+    pub fn is(&self, text: &str) -> bool {
+        *self == Self::parse(text)
+    }
+}
+
+impl std::fmt::Display for Id16 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (bytes, dashes) = match self {
+            Self::Other(text) => return f.write_str(text),
+            Self::Uuid(bytes) => (bytes, true),
+            Self::Hex(bytes) => (bytes, false),
+        };
+        for (i, b) in bytes.iter().enumerate() {
+            if dashes && matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
 }
 
 /// What the launcher keeps of one Job: only what its views, lists, admission and metrics need.
+///
+/// Sized for an index of 100,000 Jobs: strings that repeat from Job to Job are shared copies
+/// (`Arc<str>` from [`intern`]), the name is one `Arc<str>` shared with the index's maps, the
+/// UID is 16 bytes, and rare parts (a finished Job's condition, a pending notice) are boxed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
-    pub name: String,
-    pub template: String,
-    pub source: String,
+    pub name: Arc<str>,
+    pub template: Arc<str>,
+    pub source: Arc<str>,
     pub priority: i32,
-    pub idempotency_key: Option<String>,
-    pub request_hash: Option<String>,
-    pub sqs_queue: Option<String>,
+    pub idempotency_key: Option<Box<str>>,
+    pub request_hash: Option<Id16>,
+    pub sqs_queue: Option<Arc<str>>,
     /// Who asked for it (the `requested-by` annotation).
-    pub requested_by: Option<String>,
+    pub requested_by: Option<Arc<str>>,
     /// The Job's UID: a Job re-created under the same name is another Job.
-    pub uid: Option<String>,
+    pub uid: Option<Id16>,
     /// Its template's cap at launch (the `max-active` annotation on the Job).
     pub recorded_cap: Option<u32>,
     /// The object's resourceVersion, as a number (etcd's revision); 0 when it is not one.
@@ -48,14 +126,20 @@ pub struct JobRecord {
     /// Pods the Job controller counts as active (pending or running).
     pub active: i32,
     pub ready: i32,
-    pub finished: Option<Finished>,
+    pub finished: Option<Box<Finished>>,
     pub labels: Labels,
 }
 
-/// A Job's labels, kept as one exact-size slice: a map would cost a tree node per Job, and the
-/// index holds thousands of them. Sorted by key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Labels(Box<[(Box<str>, Box<str>)]>);
+/// A Job's labels, sorted by key, as one shared slice: the Jobs of a template mostly carry the
+/// same label set (the launcher's own labels), and all of them share one copy of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labels(LabelSet);
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self(intern::labels(std::iter::empty()))
+    }
+}
 
 impl Labels {
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -69,9 +153,50 @@ impl Labels {
 
 impl From<BTreeMap<String, String>> for Labels {
     fn from(map: BTreeMap<String, String>) -> Self {
-        // A BTreeMap iterates in key order, so the slice comes out sorted.
-        Self(map.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect())
+        Self::from(&map)
     }
+}
+
+impl From<&BTreeMap<String, String>> for Labels {
+    fn from(map: &BTreeMap<String, String>) -> Self {
+        // A BTreeMap iterates in key order, so the slice comes out sorted.
+        Self(intern::labels(map.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+    }
+}
+
+/// Where a Job stands for admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Waiting for admission.
+    Queued,
+    /// Admitted and not finished: holds a slot.
+    Active,
+    /// Finished, being deleted, or suspended by someone else: neither.
+    Neither,
+}
+
+/// Where a Job stands for admission. A running Job being deleted (cancelled) keeps its slot while
+/// it has pods that have not ended (`live_pods`): the launcher deletes in the foreground, so the
+/// pods go first; a Job kept only for its completion notice holds no slot.
+pub fn slot_of(job: &JobRecord, live_pods: bool) -> Slot {
+    if job.finished.is_some() {
+        Slot::Neither
+    } else if job.suspended {
+        if job.queued_label && !job.deleting { Slot::Queued } else { Slot::Neither }
+    } else if job.deleting && !live_pods {
+        Slot::Neither
+    } else {
+        Slot::Active
+    }
+}
+
+/// Admission order: priority high to low, then queue time, then name.
+pub fn admission_key(
+    priority: i32,
+    queued_at: Option<Timestamp>,
+    name: &str,
+) -> (Reverse<i32>, Option<Timestamp>, &str) {
+    (Reverse(priority), queued_at, name)
 }
 
 /// A Job's pending completion notice: where it goes.
@@ -112,9 +237,9 @@ impl JobRecord {
     /// A record that knows only its name: what a Job looks like before anything else is known.
     pub fn named(name: &str) -> Self {
         Self {
-            name: name.to_string(),
-            template: String::new(),
-            source: String::new(),
+            name: Arc::from(name),
+            template: intern::string(""),
+            source: intern::string(""),
             priority: 0,
             idempotency_key: None,
             request_hash: None,
@@ -139,6 +264,12 @@ impl JobRecord {
 
     /// The Job's state, from its conditions, its deletion, its suspension and its pods.
     pub fn state(&self, pods: &[&PodRecord]) -> JobState {
+        self.state_given(pods.iter().any(|p| p.is_running()))
+    }
+
+    /// The Job's state, given whether any of its pods runs: what the index computes without
+    /// collecting the pods.
+    pub fn state_given(&self, pod_running: bool) -> JobState {
         if let Some(finished) = &self.finished {
             return if finished.succeeded { JobState::Succeeded } else { JobState::Failed };
         }
@@ -148,7 +279,7 @@ impl JobRecord {
         if self.suspended {
             return JobState::Queued;
         }
-        if self.ready > 0 || pods.iter().any(|p| p.is_running()) { JobState::Running } else { JobState::Pending }
+        if self.ready > 0 || pod_running { JobState::Running } else { JobState::Pending }
     }
 
     /// Admitted and not finished: what counts against an admission cap.
@@ -186,7 +317,7 @@ impl JobRecord {
                     pod.name,
                     pod.exit_code.unwrap_or_default()
                 )),
-                _ => f.message.clone().or_else(|| f.reason.clone()),
+                _ => f.message.as_deref().or(f.reason.as_deref()).map(String::from),
             };
         }
         if self.deleting {
@@ -251,15 +382,15 @@ pub(crate) mod tests {
     fn conditions_decide_success_and_failure_over_everything_else() {
         let mut r = record("j");
         r.suspended = true;
-        r.finished = Some(Finished { succeeded: true, at: None, reason: None, message: None });
+        r.finished = Some(Box::new(Finished { succeeded: true, at: None, reason: None, message: None }));
         assert_eq!(r.state(&[]), JobState::Succeeded);
         assert!(!r.is_active());
-        r.finished = Some(Finished {
+        r.finished = Some(Box::new(Finished {
             succeeded: false,
             at: None,
             reason: Some("BackoffLimitExceeded".into()),
             message: Some("Job has reached the specified backoff limit".into()),
-        });
+        }));
         let p = pod("p", "Failed", Some(3));
         assert_eq!(r.state(&[&p]), JobState::Failed);
         assert_eq!(
@@ -281,7 +412,7 @@ pub(crate) mod tests {
         let mut r = record("j");
         r.deleting = true;
         assert_eq!(r.state(&[]), JobState::Cancelled);
-        r.finished = Some(Finished { succeeded: true, at: None, reason: None, message: None });
+        r.finished = Some(Box::new(Finished { succeeded: true, at: None, reason: None, message: None }));
         assert_eq!(r.state(&[]), JobState::Succeeded, "TTL cleanup of a finished Job is not a cancel");
     }
 
@@ -306,6 +437,39 @@ pub(crate) mod tests {
         let p = PodRecord { resource_version: 15, ..pod("p", "Running", None) };
         assert_eq!(r.event_id(&[&p]), 15);
         assert_eq!(r.event_id(&[]), 10);
+    }
+
+    #[test]
+    fn uuids_and_hashes_are_kept_in_16_bytes_and_give_the_same_text_back_and_anything_else_stays_text() {
+        let uuid = "0b7f7a2e-5c1d-4b8e-9f3a-1c2d3e4f5a6b";
+        assert!(matches!(Id16::parse(uuid), Id16::Uuid(_)));
+        let hash = "0b7f7a2e5c1d4b8e9f3a1c2d3e4f5a6b";
+        assert!(matches!(Id16::parse(hash), Id16::Hex(_)));
+        for text in [uuid, hash] {
+            assert_eq!(Id16::parse(text).to_string(), text);
+            assert!(Id16::parse(text).is(text));
+        }
+        assert!(!Id16::parse(uuid).is(hash), "the same digits, another text");
+        for other in [
+            "u",
+            "uid-1",
+            "0B7F7A2E-5C1D-4B8E-9F3A-1C2D3E4F5A6B",
+            "0b7f7a2e-5c1d-4b8e-9f3a-1c2d3e4f5a6",
+            "0b7f7a2e5c1d4b8e9f3a1c2d3e4f5a6",
+            "0b7f7a2e5c1d4b8e9f3a1c2d3e4f5a6g",
+            "",
+        ] {
+            assert_eq!(Id16::parse(other), Id16::Other(other.into()), "{other}");
+            assert_eq!(Id16::parse(other).to_string(), other);
+        }
+    }
+
+    #[test]
+    fn a_record_stays_small() {
+        // The index holds one per Job: 100,000 of them must fit in 0.75 KiB each, with their
+        // heap blocks and the index's own entries (docs/benchmarks.md, "Where the bytes go").
+        assert!(std::mem::size_of::<JobRecord>() <= 280, "{}", std::mem::size_of::<JobRecord>());
+        assert!(std::mem::size_of::<Option<Id16>>() <= 24);
     }
 
     #[test]

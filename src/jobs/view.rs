@@ -7,14 +7,14 @@ use crate::api::{JobView, PodView};
 /// who knows the queue.
 pub fn job_view(namespace: &str, job: &JobRecord, pods: &[&PodRecord]) -> JobView {
     JobView {
-        name: job.name.clone(),
+        name: job.name.to_string(),
         namespace: namespace.to_string(),
-        template: job.template.clone(),
-        source: job.source.clone(),
+        template: job.template.to_string(),
+        source: job.source.to_string(),
         state: job.state(pods),
         priority: job.priority,
-        idempotency_key: job.idempotency_key.clone(),
-        requested_by: job.requested_by.clone(),
+        idempotency_key: job.idempotency_key.as_deref().map(String::from),
+        requested_by: job.requested_by.as_deref().map(String::from),
         created_at: job.created_at,
         started_at: job.started_at,
         finished_at: job.finished_at(),

@@ -124,9 +124,7 @@ impl<Q: QueueSender> Notifier<Q> {
     async fn notify_once(&self, progress: &mut HashMap<String, Progress>) {
         let now = Instant::now();
         let pending: Vec<(JobRecord, JobView)> = self.jobs.read(|s| {
-            s.jobs
-                .values()
-                .filter(|j| j.notice.is_some())
+            s.with_notice()
                 .filter_map(|j| {
                     let pods = s.pods_of(&j.name);
                     let view = job_view(self.jobs.namespace(), j, &pods);
@@ -134,18 +132,18 @@ impl<Q: QueueSender> Notifier<Q> {
                 })
                 .collect()
         });
-        progress.retain(|name, _| pending.iter().any(|(j, _)| &j.name == name));
+        progress.retain(|name, _| pending.iter().any(|(j, _)| *j.name == **name));
         self.record_oldest(&pending);
         let due: Vec<(JobRecord, JobView)> = pending
             .into_iter()
-            .filter(|(j, _)| progress.get(&j.name).and_then(|p| p.next_at).is_none_or(|at| at <= now))
+            .filter(|(j, _)| progress.get(&*j.name).and_then(|p| p.next_at).is_none_or(|at| at <= now))
             .take(IN_PARALLEL)
             .collect();
         let attempts = due.iter().map(|(job, view)| {
-            let mut mine = progress.remove(&job.name).unwrap_or_default();
+            let mut mine = progress.remove(&*job.name).unwrap_or_default();
             async move {
                 self.deliver(job, view, &mut mine).await;
-                (job.name.clone(), mine)
+                (job.name.to_string(), mine)
             }
         });
         for (name, mine) in futures::future::join_all(attempts).await {
@@ -174,7 +172,7 @@ impl<Q: QueueSender> Notifier<Q> {
         let first_at = *progress.first_at.get_or_insert_with(Timestamp::now);
         let since = view.finished_at.unwrap_or(first_at);
         let out_of_time = Timestamp::now().duration_since(since).as_secs_f64() > self.retry_for.as_secs_f64();
-        let uid = job.uid.clone().unwrap_or_else(|| job.name.clone());
+        let uid = job.uid.as_ref().map_or_else(|| job.name.to_string(), ToString::to_string);
         let mut waiting = false;
         let targets = notice.url.iter().map(|u| ("webhook", u)).chain(notice.sqs.iter().map(|q| ("sqs", q)));
         for (kind, target) in targets {

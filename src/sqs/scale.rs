@@ -67,8 +67,7 @@ impl ScalePoller {
     fn waiting_jobs(&self) -> u64 {
         let now = Timestamp::now();
         self.launcher.jobs().read(|s| {
-            s.jobs
-                .values()
+            s.jobs()
                 .filter(|j| j.sqs_queue.as_deref() == Some(self.settings.queue_url.as_str()) && !j.deleting)
                 .filter(|j| {
                     let pods = s.pods_of(&j.name);

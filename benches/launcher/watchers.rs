@@ -1,0 +1,359 @@
+//! The `watchers` phase: 1,000 concurrent `GET /v1/events` streams (times BENCH_SCALE) while
+//! 1,000 Jobs are launched over HTTP.
+//!
+//! The stream clients do not parse JSON: each reads the body as it comes, counts bytes, and finds
+//! each event's `id:` line (the highest resourceVersion of the Job and its pods) by a byte scan,
+//! stamping it with the moment its chunk arrived. The bench's own watch of the Jobs stamps every
+//! resourceVersion it sees; that moment stands in for the launcher's watch seeing the change (the
+//! launcher's events carry no time of their own), so the delay is "the bench's watch saw version
+//! V → a stream got the event with id V", both clocks in this process. The launched Jobs come from
+//! the suspended template, so they have no pods and an event's id is the Job's resourceVersion.
+//!
+//! Also: the launcher's RSS with the streams open and idle against before they opened, and its CPU
+//! for the launches with the streams against the same launches with none, per delivered event.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use kube::{Api, Client, runtime::watcher};
+use tokio::sync::watch;
+
+use crate::{
+    BenchResult, Settings,
+    cluster::{BenchNamespace, closed_loop},
+    phases::{self, note},
+    process::Launcher,
+};
+
+/// Every resourceVersion of the namespace's Jobs the bench's watch saw, and when.
+#[derive(Default)]
+struct Versions {
+    seen: HashMap<u64, Instant>,
+    /// Each Job's latest version, and when the Job was first seen.
+    last: HashMap<String, (u64, Instant)>,
+}
+
+struct VersionWatch {
+    versions: Arc<Mutex<Versions>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl VersionWatch {
+    async fn start(client: &Client, ns: &str) -> BenchResult<Self> {
+        let versions = Arc::new(Mutex::new(Versions::default()));
+        let (synced, mut is_synced) = watch::channel(false);
+        let api: Api<Job> = Api::namespaced(client.clone(), ns);
+        let shared = versions.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
+            while let Ok(Some(event)) = stream.try_next().await {
+                let job = match event {
+                    watcher::Event::Apply(j) | watcher::Event::InitApply(j) => j,
+                    watcher::Event::InitDone => {
+                        synced.send_replace(true);
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let now = Instant::now();
+                let rv = job.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+                let name = job.metadata.name.unwrap_or_default();
+                let mut v = shared.lock().unwrap_or_else(|p| p.into_inner());
+                v.seen.entry(rv).or_insert(now);
+                let first = v.last.get(&name).map_or(now, |(_, t)| *t);
+                v.last.insert(name, (rv, first));
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(30), is_synced.wait_for(|s| *s))
+            .await
+            .map_err(|_| "the bench's watch did not sync")??;
+        Ok(Self { versions, task })
+    }
+
+    fn count(&self) -> usize {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner()).seen.len()
+    }
+}
+
+impl Drop for VersionWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Finds the lines of an event stream without keeping them: only each line's first bytes.
+#[derive(Default)]
+struct Scanner {
+    head: [u8; 32],
+    len: usize,
+}
+
+impl Scanner {
+    fn feed(&mut self, mut bytes: &[u8], mut line: impl FnMut(&[u8])) {
+        while let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
+            self.take(&bytes[..pos]);
+            line(&self.head[..self.len]);
+            self.len = 0;
+            bytes = &bytes[pos + 1..];
+        }
+        self.take(bytes);
+    }
+
+    fn take(&mut self, part: &[u8]) {
+        let n = (self.head.len() - self.len).min(part.len());
+        self.head[self.len..self.len + n].copy_from_slice(&part[..n]);
+        self.len += n;
+    }
+}
+
+/// What one stream client got.
+#[derive(Default)]
+struct Outcome {
+    ids: Vec<(u64, Instant)>,
+    bytes: u64,
+    /// An `event: end` frame, or the body ended.
+    cut: bool,
+}
+
+async fn read_stream(
+    mut response: reqwest::Response,
+    mut stop: watch::Receiver<bool>,
+    total: Arc<AtomicU64>,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let mut scanner = Scanner::default();
+    loop {
+        let chunk = tokio::select! {
+            chunk = response.chunk() => chunk,
+            _ = stop.wait_for(|s| *s) => return out,
+        };
+        let Ok(Some(bytes)) = chunk else {
+            out.cut = true;
+            return out;
+        };
+        let now = Instant::now();
+        out.bytes += bytes.len() as u64;
+        let (ids, cut) = (&mut out.ids, &mut out.cut);
+        scanner.feed(&bytes, |line| {
+            if let Some(id) = line.strip_prefix(b"id: ").and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()) {
+                ids.push((id, now));
+                total.fetch_add(1, Ordering::Relaxed);
+            } else if line == b"event: end" {
+                *cut = true;
+            }
+        });
+    }
+}
+
+/// Everything the phase measured.
+#[derive(Debug, Default)]
+pub struct Watchers {
+    pub streams: usize,
+    pub opened: usize,
+    pub jobs: usize,
+    pub rss_without_mib: f64,
+    pub rss_idle_mib: f64,
+    /// Launcher CPU seconds for the launches with no stream open, and with the streams open.
+    pub baseline_cpu_s: f64,
+    pub streamed_cpu_s: f64,
+    pub delivered: u64,
+    pub bytes: u64,
+    /// The launched Jobs, each expected in every stream at its latest version.
+    pub expected: usize,
+    /// Streams that got every launched Job's latest version, and (stream, Job) pairs missing it.
+    pub complete: usize,
+    pub missing: u64,
+    pub cut: usize,
+    /// Versions of the launched Jobs the bench's watch saw (intermediate ones may be coalesced).
+    pub watch_versions: usize,
+    pub min_events: u64,
+    pub max_events: u64,
+    /// The bench's watch saw a version → a stream got it, every (stream, event) pair.
+    pub delays_ms: Vec<f64>,
+    pub unmatched: u64,
+}
+
+impl Watchers {
+    pub fn kib_per_idle_stream(&self) -> f64 {
+        (self.rss_idle_mib - self.rss_without_mib) * 1024.0 / self.opened.max(1) as f64
+    }
+
+    /// The streams' share of the launcher's CPU per delivered event, in µs.
+    pub fn cpu_us_per_event(&self) -> f64 {
+        (self.streamed_cpu_s - self.baseline_cpu_s).max(0.0) * 1e6 / self.delivered.max(1) as f64
+    }
+
+    pub fn gross_cpu_us_per_event(&self) -> f64 {
+        self.streamed_cpu_s * 1e6 / self.delivered.max(1) as f64
+    }
+}
+
+/// Launches `n` Jobs over HTTP (8 at a time) and waits until the bench's watch and the streams
+/// have been quiet for two seconds: the launcher's CPU seconds over that.
+async fn launch_and_settle(
+    launcher: &Launcher,
+    n: usize,
+    versions: &VersionWatch,
+    total: &AtomicU64,
+) -> BenchResult<f64> {
+    let before = launcher.cpu_seconds();
+    let run = closed_loop(n, 8, phases::post_op(launcher, r#"{"template":"idle"}"#)).await;
+    if run.errors > 0 {
+        return Err(format!("launches fail: {}", run.first_error.unwrap_or_default()).into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (versions.count(), total.load(Ordering::Relaxed));
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(2) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = (versions.count(), total.load(Ordering::Relaxed));
+        if now != last {
+            (last, quiet_since) = (now, Instant::now());
+        }
+    }
+    // The two quiet seconds cost the launcher nothing measurable (heartbeats are 15 s apart).
+    Ok(launcher.cpu_seconds() - before)
+}
+
+/// Opens `n` streams (32 handshakes at a time); those that answered 200.
+async fn open_streams(launcher: &Launcher, n: usize) -> BenchResult<Vec<reqwest::Response>> {
+    let http = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(0).build()?;
+    let url = format!("{}/v1/events", launcher.api);
+    let opened: Vec<Result<reqwest::Response, String>> = futures::stream::iter(0..n)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let r = http.get(&url).send().await.map_err(|e| e.to_string())?;
+                if r.status() == 200 { Ok(r) } else { Err(format!("GET /v1/events: {}", r.status())) }
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let failed: Vec<&String> = opened.iter().filter_map(|r| r.as_ref().err()).collect();
+    if let Some(first) = failed.first() {
+        note(format!("  {} of {n} streams did not open (first: {first})", failed.len()));
+    }
+    Ok(opened.into_iter().filter_map(Result::ok).collect())
+}
+
+pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
+    let (streams, jobs) = (s.watch_streams, s.watch_jobs);
+    let ns = BenchNamespace::create(client, "watchers").await?;
+    let versions = VersionWatch::start(client, &ns.name).await?;
+    let args = ["--max-streams".to_string(), (streams + 64).to_string()];
+    let launcher = Launcher::start(&ns.name, &args).await?;
+    launcher.wait_ready(Duration::from_secs(60)).await?;
+    let total = Arc::new(AtomicU64::new(0));
+    note(format!("[watchers] {jobs} launches with no stream open"));
+    let baseline_cpu_s = launch_and_settle(&launcher, jobs, &versions, &total).await?;
+    let rss_without_mib = launcher.rss_mib();
+    note(format!("[watchers] opening {streams} streams"));
+    let (stop, stopped) = watch::channel(false);
+    let readers: Vec<_> = open_streams(&launcher, streams)
+        .await?
+        .into_iter()
+        .map(|r| tokio::spawn(read_stream(r, stopped.clone(), total.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle_mib = launcher.rss_mib();
+    let launched_from = Instant::now();
+    note(format!("[watchers] {jobs} launches with {} streams open", readers.len()));
+    let streamed_cpu_s = launch_and_settle(&launcher, jobs, &versions, &total).await?;
+    stop.send_replace(true);
+    let mut outcomes = Vec::new();
+    for r in readers {
+        outcomes.push(r.await?);
+    }
+    let problems = launcher.logged_problems();
+    launcher.stop().await;
+    for p in problems.iter().take(3) {
+        note(format!("  launcher logged: {p}"));
+    }
+    let mut w = Watchers {
+        streams,
+        opened: outcomes.len(),
+        jobs,
+        rss_without_mib,
+        rss_idle_mib,
+        baseline_cpu_s,
+        streamed_cpu_s,
+        ..Watchers::default()
+    };
+    tally(&mut w, &versions, launched_from, &outcomes);
+    drop(versions);
+    ns.delete().await?;
+    Ok(w)
+}
+
+/// Checks every stream against the launched Jobs' latest versions and collects the delays.
+fn tally(w: &mut Watchers, versions: &VersionWatch, launched_from: Instant, outcomes: &[Outcome]) {
+    let v = versions.versions.lock().unwrap_or_else(|p| p.into_inner());
+    let expected: HashSet<u64> =
+        v.last.values().filter(|(_, first)| *first >= launched_from).map(|(rv, _)| *rv).collect();
+    let launched_versions = v.seen.values().filter(|t| **t >= launched_from).count();
+    w.expected = expected.len();
+    w.watch_versions = launched_versions;
+    w.min_events = u64::MAX;
+    for o in outcomes {
+        let got: HashSet<u64> = o.ids.iter().map(|(id, _)| *id).collect();
+        let missing = expected.difference(&got).count() as u64;
+        w.missing += missing;
+        w.complete += usize::from(missing == 0);
+        w.cut += usize::from(o.cut);
+        w.delivered += o.ids.len() as u64;
+        w.bytes += o.bytes;
+        w.min_events = w.min_events.min(o.ids.len() as u64);
+        w.max_events = w.max_events.max(o.ids.len() as u64);
+        for (id, at) in &o.ids {
+            match v.seen.get(id) {
+                Some(seen) if *seen >= launched_from => w.delays_ms.push(signed_ms(*seen, *at)),
+                Some(_) => {}
+                None => w.unmatched += 1,
+            }
+        }
+    }
+    if outcomes.is_empty() {
+        w.min_events = 0;
+    }
+}
+
+/// `to - from` in milliseconds, negative when `to` came first.
+fn signed_ms(from: Instant, to: Instant) -> f64 {
+    match to.checked_duration_since(from) {
+        Some(d) => d.as_secs_f64() * 1e3,
+        None => -(from.duration_since(to).as_secs_f64() * 1e3),
+    }
+}
+
+/// A quick check of the scanner, run with the helpers.
+pub fn self_check() {
+    let mut s = Scanner::default();
+    let mut ids = Vec::new();
+    let mut ends = 0;
+    let text = b"event: job\nid: 42\ndata: {\"x\":1}\n\n: heartbeat\n\nevent: job\nid: 7";
+    for part in [&text[..13], &text[13..40], &text[40..]] {
+        s.feed(part, |l| {
+            if let Some(id) = l.strip_prefix(b"id: ") {
+                ids.push(String::from_utf8_lossy(id).to_string());
+            }
+            ends += usize::from(l == b"event: end");
+        });
+    }
+    s.feed(b"3\n\nevent: end\n", |l| {
+        if let Some(id) = l.strip_prefix(b"id: ") {
+            ids.push(String::from_utf8_lossy(id).to_string());
+        }
+        ends += usize::from(l == b"event: end");
+    });
+    assert_eq!(ids, ["42", "73"]);
+    assert_eq!(ends, 1);
+}
