@@ -98,8 +98,10 @@ impl fmt::Display for ParamValue {
 pub enum JobState {
     /// Suspended by the launcher, waiting for admission.
     Queued,
-    /// Admitted; no pod is running yet.
+    /// Admitted; no pod has started yet.
     Pending,
+    /// A pod has started, and the Job has not finished (a pod that ended keeps it here until
+    /// the Job controller says how the Job ended).
     Running,
     Succeeded,
     Failed,

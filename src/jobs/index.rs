@@ -127,7 +127,7 @@ impl IndexState {
 
     /// The Job's state: no allocation, no sorting (lists and counts call it for many Jobs).
     pub fn state_of(&self, job: &JobRecord) -> JobState {
-        job.state_given(self.pods_of_unordered(&job.name).any(|p| p.is_running()))
+        job.state_given(self.pods_of_unordered(&job.name).any(|p| p.has_started()))
     }
 
     /// Where the Job stands for admission.

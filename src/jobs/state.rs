@@ -231,6 +231,12 @@ impl PodRecord {
     pub fn is_finished(&self) -> bool {
         matches!(self.phase.as_str(), "Succeeded" | "Failed")
     }
+
+    /// Running or ended: the Job has run. A Job whose pod ended stays `running` until the Job
+    /// controller marks it finished, rather than going back to `pending` for that moment.
+    pub fn has_started(&self) -> bool {
+        self.is_running() || self.is_finished()
+    }
 }
 
 impl JobRecord {
@@ -264,12 +270,12 @@ impl JobRecord {
 
     /// The Job's state, from its conditions, its deletion, its suspension and its pods.
     pub fn state(&self, pods: &[&PodRecord]) -> JobState {
-        self.state_given(pods.iter().any(|p| p.is_running()))
+        self.state_given(pods.iter().any(|p| p.has_started()))
     }
 
-    /// The Job's state, given whether any of its pods runs: what the index computes without
-    /// collecting the pods.
-    pub fn state_given(&self, pod_running: bool) -> JobState {
+    /// The Job's state, given whether any of its pods has started ([`PodRecord::has_started`]):
+    /// what the index computes without collecting the pods.
+    pub fn state_given(&self, pod_started: bool) -> JobState {
         if let Some(finished) = &self.finished {
             return if finished.succeeded { JobState::Succeeded } else { JobState::Failed };
         }
@@ -279,7 +285,7 @@ impl JobRecord {
         if self.suspended {
             return JobState::Queued;
         }
-        if self.ready > 0 || pod_running { JobState::Running } else { JobState::Pending }
+        if self.ready > 0 || pod_started { JobState::Running } else { JobState::Pending }
     }
 
     /// Admitted and not finished: what counts against an admission cap.
@@ -367,6 +373,16 @@ pub(crate) mod tests {
         assert_eq!(r.state(&[]), JobState::Queued);
         assert!(!r.is_active());
         assert_eq!(r.message(&[]).as_deref(), Some("waiting for admission"));
+    }
+
+    #[test]
+    fn a_job_whose_pod_ended_stays_running_until_the_controller_finishes_it() {
+        // Seen live: running -> pending -> succeeded, because the pod's end arrives before the
+        // Job's Complete condition.
+        for phase in ["Succeeded", "Failed"] {
+            let p = pod("p", phase, None);
+            assert_eq!(record("j").state(&[&p]), JobState::Running, "{phase}");
+        }
     }
 
     #[test]
