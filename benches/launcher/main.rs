@@ -1,17 +1,19 @@
 //! `make bench`: the launcher's throughput and latency against the apiserver's own ceiling, SQS
-//! dispatch, ordered admission, memory and start-up, against the local control plane; and the
-//! start order of thirty Jobs under a ResourceQuota against the order under admission.
+//! dispatch, ordered admission, memory and start-up, against the local control plane; 100,000
+//! Jobs (memory per Job, start-up against a bare list, reads, launches against raw creates) and
+//! 1,000 status streams; and the start order of thirty Jobs under a ResourceQuota against the
+//! order under admission.
 //!
 //! Prints one table, splices it into docs/benchmarks.md and writes it as JSON under
 //! target/bench/. Run through `make bench` (or `cargo bench --bench launcher`); started any other
 //! way (`cargo test --all-targets` runs it without `--bench`) it only checks its own helpers.
 //!
-//! Settings (environment): BENCH_RUNS (5), BENCH_HEAVY_RUNS (3: admission, 10,000-Job start-up),
-//! BENCH_SQS_RUNS (BENCH_RUNS), BENCH_SCALE (1.0, multiplies every count), BENCH_CONCURRENCIES
-//! (1,8,64), BENCH_PHASES
-//! (throughput,sqs,admission,resources,scale100k,watchers,order), BENCH_SQS_CONCURRENCY (extra SQS rows at these
-//! --sqs-concurrency values, e.g. "8"), BENCH_QUOTA_TIMEOUT_S (900), BENCH_LAUNCHER_LOG (info),
-//! BENCH_WRITE_DOCS (1).
+//! Settings (environment): BENCH_RUNS (5), BENCH_HEAVY_RUNS (3: admission, 10,000-Job start-up,
+//! the 100,000-Job start-ups and launch runs), BENCH_SQS_RUNS (BENCH_RUNS), BENCH_SCALE (1.0,
+//! multiplies every count), BENCH_CONCURRENCIES (1,8,64), BENCH_PHASES
+//! (throughput,sqs,admission,resources,scale100k,watchers,order), BENCH_SQS_CONCURRENCY (extra
+//! SQS rows at these --sqs-concurrency values, e.g. "8"), BENCH_QUOTA_TIMEOUT_S (900),
+//! BENCH_LAUNCHER_LOG (info), BENCH_WRITE_DOCS (1).
 
 mod cluster;
 mod phases;

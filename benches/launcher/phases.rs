@@ -360,92 +360,15 @@ pub async fn sqs(
     concurrency: Option<usize>,
     runs: usize,
 ) -> BenchResult<Vec<SqsRun>> {
-    let pids = cluster::control_plane_pids();
-    let endpoint = cluster::dev_env("AWS_ENDPOINT_URL")?;
-    let region = cluster::dev_env("AWS_REGION")?;
     let mut out = Vec::new();
     for run in 1..=runs {
-        let n = s.sqs_messages;
-        let queue = Queue::create(sqs).await?;
-        queue.load(bodies(n).collect()).await?;
-        let ns = BenchNamespace::create(client, "sqs").await?;
-        let observer = Observer::start(client, &ns.name, false).await?;
-        let mut args: Vec<String> = [
-            "--sqs-queue-url",
-            &queue.url,
-            "--sqs-endpoint",
-            &endpoint,
-            "--sqs-region",
-            &region,
-            "--sqs-access-key-id",
-            "test",
-            "--sqs-secret-access-key",
-            "test",
-            "--sqs-template",
-            "idle",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
-        if let Some(c) = concurrency {
-            args.extend(["--sqs-concurrency".to_string(), c.to_string()]);
-        }
-        let mut pids = pids.clone();
-        pids.insert("bench", std::process::id());
-        let before = cluster::cpu_snapshot(&pids);
-        let launcher = Launcher::start(&ns.name, &args).await?;
-        pids.insert("launcher", launcher.pid);
-        let started = launcher.spawned();
-        let deadline = Instant::now() + Duration::from_secs(900);
-        let mut failed = None;
-        while observer.created() < n {
-            if Instant::now() > deadline {
-                failed = Some(format!("only {} of {n} Jobs after 900 s", observer.created()));
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let done = observer.read(|s| {
-            let mut times: Vec<Instant> = s.created.values().copied().collect();
-            times.sort();
-            times.get(n.saturating_sub(1)).copied()
-        });
-        let took = done.map(|d| d.saturating_duration_since(started)).unwrap_or_default();
-        let cpu = cluster::cpu_delta(&before, &cluster::cpu_snapshot(&pids));
-        // Every message deleted once its Job exists; none dead-lettered.
-        let depth = |url: String| {
-            let queue = &queue;
-            async move { queue.depth(&url).await.unwrap_or(0) }
-        };
-        let mut left = depth(queue.url.clone()).await;
-        let drain_deadline = Instant::now() + Duration::from_secs(60);
-        while left > 0 && Instant::now() < drain_deadline {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            left = depth(queue.url.clone()).await;
-        }
-        let dead_lettered = depth(queue.dlq_url.clone()).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let jobs = observer.created();
-        let problems = launcher.logged_problems();
-        launcher.stop().await;
-        drop(observer);
-        queue.delete().await;
-        ns.delete().await?;
-        for p in problems.iter().take(3) {
-            note(format!("  launcher logged: {p}"));
-        }
-        if let Some(f) = failed {
-            return Err(format!("SQS dispatch: {f}").into());
-        }
-        if jobs != n || dead_lettered > 0 {
-            return Err(format!("SQS dispatch: {n} messages gave {jobs} Jobs, {dead_lettered} dead letters").into());
-        }
-        let r = SqsRun { took, messages: n, jobs, dead_lettered, left_in_queue: left, cpu };
+        let r = sqs_run(client, s.sqs_messages, sqs, concurrency).await?;
         note(format!(
-            "run {run}: SQS{} {n} messages → {} Jobs in {:.2} s ({:.0} Jobs/s); {} left; CPU s: {}",
+            "run {run}: SQS{} {} messages → {} Jobs in {:.2} s ({:.0} Jobs/s); {} left; CPU s: {}",
             concurrency.map(|c| format!(" (--sqs-concurrency {c})")).unwrap_or_default(),
+            r.messages,
             r.jobs,
-            took.as_secs_f64(),
+            r.took.as_secs_f64(),
             r.per_second(),
             r.left_in_queue,
             r.cpu.iter().map(|(k, v)| format!("{k} {v:.1}")).collect::<Vec<_>>().join(", ")
@@ -453,6 +376,99 @@ pub async fn sqs(
         out.push(r);
     }
     Ok(out)
+}
+
+/// One SQS run in a namespace and on a queue of its own: `n` messages, then the launcher.
+async fn sqs_run(
+    client: &Client,
+    n: usize,
+    sqs: &aws_sdk_sqs::Client,
+    concurrency: Option<usize>,
+) -> BenchResult<SqsRun> {
+    let queue = Queue::create(sqs).await?;
+    queue.load(bodies(n).collect()).await?;
+    let ns = BenchNamespace::create(client, "sqs").await?;
+    let observer = Observer::start(client, &ns.name, false).await?;
+    let args = sqs_args(&queue, concurrency)?;
+    let mut pids = cluster::control_plane_pids();
+    pids.insert("bench", std::process::id());
+    let before = cluster::cpu_snapshot(&pids);
+    let launcher = Launcher::start(&ns.name, &args).await?;
+    pids.insert("launcher", launcher.pid);
+    let took = nth_job(&observer, n, launcher.spawned()).await;
+    let cpu = cluster::cpu_delta(&before, &cluster::cpu_snapshot(&pids));
+    // Every message deleted once its Job exists; none dead-lettered.
+    let (left, dead_lettered) = drained(&queue).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let jobs = observer.created();
+    let problems = launcher.logged_problems();
+    launcher.stop().await;
+    drop(observer);
+    queue.delete().await;
+    ns.delete().await?;
+    for p in problems.iter().take(3) {
+        note(format!("  launcher logged: {p}"));
+    }
+    let took = took.map_err(|f| format!("SQS dispatch: {f}"))?;
+    if jobs != n || dead_lettered > 0 {
+        return Err(format!("SQS dispatch: {n} messages gave {jobs} Jobs, {dead_lettered} dead letters").into());
+    }
+    Ok(SqsRun { took, messages: n, jobs, dead_lettered, left_in_queue: left, cpu })
+}
+
+/// The launcher's flags for consuming `queue` on the local SQS server.
+fn sqs_args(queue: &Queue, concurrency: Option<usize>) -> BenchResult<Vec<String>> {
+    let endpoint = cluster::dev_env("AWS_ENDPOINT_URL")?;
+    let region = cluster::dev_env("AWS_REGION")?;
+    let mut args: Vec<String> = [
+        "--sqs-queue-url",
+        &queue.url,
+        "--sqs-endpoint",
+        &endpoint,
+        "--sqs-region",
+        &region,
+        "--sqs-access-key-id",
+        "test",
+        "--sqs-secret-access-key",
+        "test",
+        "--sqs-template",
+        "idle",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if let Some(c) = concurrency {
+        args.extend(["--sqs-concurrency".to_string(), c.to_string()]);
+    }
+    Ok(args)
+}
+
+/// From `started` until the `n`-th Job exists, as the watch saw it (at most 900 s).
+async fn nth_job(observer: &Observer, n: usize, started: Instant) -> Result<Duration, String> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while observer.created() < n {
+        if Instant::now() > deadline {
+            return Err(format!("only {} of {n} Jobs after 900 s", observer.created()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = observer.read(|s| {
+        let mut times: Vec<Instant> = s.created.values().copied().collect();
+        times.sort();
+        times.get(n.saturating_sub(1)).copied()
+    });
+    Ok(done.map(|d| d.saturating_duration_since(started)).unwrap_or_default())
+}
+
+/// Waits (at most 60 s) until the queue is empty: the messages left in it, and dead-lettered.
+async fn drained(queue: &Queue) -> (u64, u64) {
+    let mut left = queue.depth(&queue.url).await.unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while left > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        left = queue.depth(&queue.url).await.unwrap_or(0);
+    }
+    (left, queue.depth(&queue.dlq_url).await.unwrap_or(0))
 }
 
 #[derive(Debug, Clone, Default)]

@@ -61,24 +61,7 @@ impl Launcher {
         let log_filter = std::env::var("BENCH_LAUNCHER_LOG").unwrap_or_else(|_| "info".into());
         let spawned_at = SystemTime::now();
         let spawned = Instant::now();
-        // BENCH_LAUNCHER_ENV: `NAME=value` pairs (space-separated) for the launcher only, e.g.
-        // allocator settings. BENCH_LAUNCHER_WRAP: a command to run it under (a profiler); the
-        // figures that read /proc then describe the wrapper, so use it for profiles only.
-        let wrap: Vec<String> =
-            std::env::var("BENCH_LAUNCHER_WRAP").unwrap_or_default().split_whitespace().map(String::from).collect();
-        let mut command = match wrap.split_first() {
-            Some((program, rest)) => {
-                let mut c = Command::new(program);
-                c.args(rest).arg(binary());
-                c
-            }
-            None => Command::new(binary()),
-        };
-        for pair in std::env::var("BENCH_LAUNCHER_ENV").unwrap_or_default().split_whitespace() {
-            if let Some((k, v)) = pair.split_once('=') {
-                command.env(k, v);
-            }
-        }
+        let mut command = command();
         let mut child = command
             .args(["serve", "--namespace", namespace, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--log-format", "json", "--log", &log_filter])
@@ -94,38 +77,7 @@ impl Launcher {
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let log = Arc::new(Mutex::new(LogState::default()));
         let shared = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-                let at = entry["timestamp"]
-                    .as_str()
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                    .map(SystemTime::from)
-                    .unwrap_or_else(SystemTime::now);
-                let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                match entry["message"].as_str().unwrap_or_default() {
-                    "serving" => {
-                        let addr = |k: &str| format!("http://{}", entry[k].as_str().unwrap_or_default());
-                        s.serving = Some((addr("api"), addr("admin"), at));
-                    }
-                    "index synced" if entry["what"] == "jobs" => {
-                        s.synced_jobs.get_or_insert((at, entry["count"].as_u64().unwrap_or(0)));
-                    }
-                    "index synced" if entry["what"] == "pods" => {
-                        s.synced_pods.get_or_insert(at);
-                    }
-                    "templates loaded" => {
-                        s.templates.get_or_insert(at);
-                    }
-                    _ => {}
-                }
-                // The bench runs the API without auth on loopback on purpose: that warning is noise.
-                let expected = entry["message"] == "the API has no auth";
-                if matches!(entry["level"].as_str(), Some("ERROR" | "WARN")) && !expected && s.errors.len() < 20 {
-                    s.errors.push(line);
-                }
-            }
-        });
+        std::thread::spawn(move || read_log(stdout, &shared));
         let deadline = Instant::now() + Duration::from_secs(30);
         let (api, admin) = loop {
             if let Some((api, admin, _)) = log.lock().unwrap_or_else(|p| p.into_inner()).serving.clone() {
@@ -222,6 +174,63 @@ impl Launcher {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The command that runs the launcher: the binary, or BENCH_LAUNCHER_WRAP around it.
+fn command() -> Command {
+    // BENCH_LAUNCHER_ENV: `NAME=value` pairs (space-separated) for the launcher only, e.g.
+    // allocator settings. BENCH_LAUNCHER_WRAP: a command to run it under (a profiler); the
+    // figures that read /proc then describe the wrapper, so use it for profiles only.
+    let wrap: Vec<String> =
+        std::env::var("BENCH_LAUNCHER_WRAP").unwrap_or_default().split_whitespace().map(String::from).collect();
+    let mut command = match wrap.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(binary());
+            c
+        }
+        None => Command::new(binary()),
+    };
+    for pair in std::env::var("BENCH_LAUNCHER_ENV").unwrap_or_default().split_whitespace() {
+        if let Some((k, v)) = pair.split_once('=') {
+            command.env(k, v);
+        }
+    }
+    command
+}
+
+/// Reads the launcher's JSON log until it closes: the start-up moments and what went wrong.
+fn read_log(stdout: std::process::ChildStdout, shared: &Mutex<LogState>) {
+    for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let at = entry["timestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(SystemTime::from)
+            .unwrap_or_else(SystemTime::now);
+        let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+        match entry["message"].as_str().unwrap_or_default() {
+            "serving" => {
+                let addr = |k: &str| format!("http://{}", entry[k].as_str().unwrap_or_default());
+                s.serving = Some((addr("api"), addr("admin"), at));
+            }
+            "index synced" if entry["what"] == "jobs" => {
+                s.synced_jobs.get_or_insert((at, entry["count"].as_u64().unwrap_or(0)));
+            }
+            "index synced" if entry["what"] == "pods" => {
+                s.synced_pods.get_or_insert(at);
+            }
+            "templates loaded" => {
+                s.templates.get_or_insert(at);
+            }
+            _ => {}
+        }
+        // The bench runs the API without auth on loopback on purpose: that warning is noise.
+        let expected = entry["message"] == "the API has no auth";
+        if matches!(entry["level"].as_str(), Some("ERROR" | "WARN")) && !expected && s.errors.len() < 20 {
+            s.errors.push(line);
+        }
     }
 }
 

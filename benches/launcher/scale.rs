@@ -91,7 +91,7 @@ pub fn launcher_list_mode() -> (u32, bool) {
 }
 
 fn population_job(factory: &JobFactory, i: usize) -> BenchResult<Job> {
-    let key = (i % 4 == 0).then(|| format!("order-{i}"));
+    let key = i.is_multiple_of(4).then(|| format!("order-{i}"));
     let message = format!("item {i}");
     let mut job = factory.job_as(&[("message", &message)], (i % 7) as i32, &format!("user-{}", (i / 7) % 50), key)?;
     let labels = job.metadata.labels.get_or_insert_with(Default::default);

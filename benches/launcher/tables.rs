@@ -129,7 +129,8 @@ fn http_resource_rows(at: &[&Pair], c: usize) -> Vec<Row> {
 
 /// CPU per 1,000 Jobs by process: the ceiling, the ceiling with a watch, and HTTP (medians).
 fn cpu_lines(at: &[&Pair], c: usize) -> Vec<CpuLine> {
-    let kinds: [(&str, fn(&Pair) -> Option<&Measured>); 3] = [
+    type Pick = fn(&Pair) -> Option<&Measured>;
+    let kinds: [(&str, Pick); 3] = [
         ("ceiling", |p| Some(&p.ceiling)),
         ("ceiling with a watch", |p| p.watched.as_ref()),
         ("HTTP", |p| Some(&p.http)),
@@ -514,7 +515,17 @@ impl Report {
                 "µs",
                 one(w.gross_cpu_us_per_event()),
             ),
+            Row::new(sec, "launches with the streams open: until quiet", "s", one(w.streamed_s)),
         ]);
+        // Where the machine's two cores went meanwhile (the bench is the stream clients).
+        for (process, cpu) in w.streamed_cpu.iter().filter(|(_, c)| **c >= 0.05) {
+            self.rows.push(Row::new(
+                sec,
+                format!("CPU over the launches with the streams open: {process}"),
+                "s",
+                one(*cpu),
+            ));
+        }
         self.raw.insert(
             "watchers".into(),
             json!({
@@ -525,6 +536,7 @@ impl Report {
                 "missing_pairs": w.missing, "cut": w.cut, "watch_versions": w.watch_versions, "unmatched_ids": w.unmatched,
                 "delay_p50_ms": stats::percentile(&w.delays_ms, 50.0), "delay_p99_ms": stats::percentile(&w.delays_ms, 99.0),
                 "delay_max_ms": stats::percentile(&w.delays_ms, 100.0),
+                "streamed_s": w.streamed_s, "streamed_cpu_s": w.streamed_cpu,
             }),
         );
     }

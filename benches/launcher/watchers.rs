@@ -13,7 +13,7 @@
 //! for the launches with the streams against the same launches with none, per delivered event.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use crate::{
     BenchResult, Settings,
-    cluster::{BenchNamespace, closed_loop},
+    cluster::{self, BenchNamespace, closed_loop},
     phases::{self, note},
     process::Launcher,
 };
@@ -164,6 +164,10 @@ pub struct Watchers {
     /// Launcher CPU seconds for the launches with no stream open, and with the streams open.
     pub baseline_cpu_s: f64,
     pub streamed_cpu_s: f64,
+    /// CPU seconds by process (the bench is the stream clients) over the launches with the
+    /// streams open, and how long those took (launches until two quiet seconds).
+    pub streamed_cpu: BTreeMap<String, f64>,
+    pub streamed_s: f64,
     pub delivered: u64,
     pub bytes: u64,
     /// The launched Jobs, each expected in every stream at its latest version.
@@ -197,14 +201,17 @@ impl Watchers {
 }
 
 /// Launches `n` Jobs over HTTP (8 at a time) and waits until the bench's watch and the streams
-/// have been quiet for two seconds: the launcher's CPU seconds over that.
+/// have been quiet for two seconds: CPU seconds by process over that.
 async fn launch_and_settle(
     launcher: &Launcher,
     n: usize,
     versions: &VersionWatch,
     total: &AtomicU64,
-) -> BenchResult<f64> {
-    let before = launcher.cpu_seconds();
+) -> BenchResult<BTreeMap<String, f64>> {
+    let mut pids = cluster::control_plane_pids();
+    pids.insert("launcher", launcher.pid);
+    pids.insert("bench", std::process::id());
+    let before = cluster::cpu_snapshot(&pids);
     let run = closed_loop(n, 8, phases::post_op(launcher, r#"{"template":"idle"}"#)).await;
     if run.errors > 0 {
         return Err(format!("launches fail: {}", run.first_error.unwrap_or_default()).into());
@@ -220,7 +227,7 @@ async fn launch_and_settle(
         }
     }
     // The two quiet seconds cost the launcher nothing measurable (heartbeats are 15 s apart).
-    Ok(launcher.cpu_seconds() - before)
+    Ok(cluster::cpu_delta(&before, &cluster::cpu_snapshot(&pids)))
 }
 
 /// Opens `n` streams (32 handshakes at a time); those that answered 200.
@@ -254,7 +261,7 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
     launcher.wait_ready(Duration::from_secs(60)).await?;
     let total = Arc::new(AtomicU64::new(0));
     note(format!("[watchers] {jobs} launches with no stream open"));
-    let baseline_cpu_s = launch_and_settle(&launcher, jobs, &versions, &total).await?;
+    let baseline = launch_and_settle(&launcher, jobs, &versions, &total).await?;
     let rss_without_mib = launcher.rss_mib();
     note(format!("[watchers] opening {streams} streams"));
     let (stop, stopped) = watch::channel(false);
@@ -267,7 +274,9 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
     let rss_idle_mib = launcher.rss_mib();
     let launched_from = Instant::now();
     note(format!("[watchers] {jobs} launches with {} streams open", readers.len()));
-    let streamed_cpu_s = launch_and_settle(&launcher, jobs, &versions, &total).await?;
+    let streamed_started = Instant::now();
+    let streamed = launch_and_settle(&launcher, jobs, &versions, &total).await?;
+    let streamed_s = streamed_started.elapsed().as_secs_f64();
     stop.send_replace(true);
     let mut outcomes = Vec::new();
     for r in readers {
@@ -284,8 +293,10 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
         jobs,
         rss_without_mib,
         rss_idle_mib,
-        baseline_cpu_s,
-        streamed_cpu_s,
+        baseline_cpu_s: baseline.get("launcher").copied().unwrap_or(0.0),
+        streamed_cpu_s: streamed.get("launcher").copied().unwrap_or(0.0),
+        streamed_cpu: streamed,
+        streamed_s,
         ..Watchers::default()
     };
     tally(&mut w, &versions, launched_from, &outcomes);
