@@ -84,6 +84,8 @@ pub struct Metrics {
     pub sqs_oldest_message_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub sqs_scale_launches: Family<OutcomeLabels, Counter>,
     pub queue_depth: Gauge,
+    /// Status streams open now (of `--max-streams`).
+    pub streams_open: Gauge,
     pub admissions: Family<TemplateLabels, Counter>,
     pub admission_wait: Histogram,
     pub leader: Gauge,
@@ -150,6 +152,8 @@ impl Metrics {
         );
         let queue_depth = Gauge::default();
         registry.register("queue_depth", "Jobs queued for admission", queue_depth.clone());
+        let streams_open = Gauge::default();
+        registry.register("streams_open", "Status streams (Server-Sent Events) open now", streams_open.clone());
         let admissions = Family::<TemplateLabels, Counter>::default();
         registry.register("admissions", "Queued Jobs admitted (unsuspended), by template", admissions.clone());
         let admission_wait = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.01, 2.0, 16));
@@ -178,6 +182,7 @@ impl Metrics {
             registry: std::sync::Arc::new(registry),
             http_rejected,
             queue_depth,
+            streams_open,
             admissions,
             admission_wait,
             leader,

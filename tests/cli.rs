@@ -631,13 +631,13 @@ async fn watch_follows_a_job_through_its_stream_prints_its_result_and_exits_with
     assert_eq!(failed.json()["result"], "bad input", "the failed pod's message is the result");
 
     let long = launch(serde_json::json!({"duration": "60s"})).await;
-    let cancel = {
-        let (http, url) = (app.http.clone(), app.url(&format!("/v1/jobs/{long}")));
-        async move {
-            // Cancelled while the watch runs.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            http.delete(url).send().await.expect("cancel").status()
-        }
+    let cancel = async {
+        // Cancelled while the watch runs: once its stream is open.
+        wait_until(Duration::from_secs(30), "the watch's stream to open", || async {
+            app.metrics().await.lines().any(|l| l == "job_launcher_streams_open 1")
+        })
+        .await;
+        app.http.delete(app.url(&format!("/v1/jobs/{long}"))).send().await.expect("cancel").status()
     };
     let args = ["watch", long.as_str(), "--timeout", "60s"];
     let (cancelled, status) = tokio::join!(cli_at(&app, &args), cancel);

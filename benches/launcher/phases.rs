@@ -399,6 +399,9 @@ async fn sqs_run(
     let cpu = cluster::cpu_delta(&before, &cluster::cpu_snapshot(&pids));
     // Every message deleted once its Job exists; none dead-lettered.
     let (left, dead_lettered) = drained(&queue).await;
+    // A quiet moment before counting: a Job made twice would be created at once after the
+    // message's first, and the observer's watch delivers within milliseconds on loopback;
+    // 300 ms is many times that.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let jobs = observer.created();
     let problems = launcher.logged_problems();

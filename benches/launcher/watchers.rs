@@ -270,6 +270,9 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
         .into_iter()
         .map(|r| tokio::spawn(read_stream(r, stopped.clone(), total.clone())))
         .collect();
+    // Every stream is open (answered) above; its first bytes and the connection's buffers
+    // settle at once. Two seconds lets the allocator's per-thread caches settle too, so the
+    // RSS is that of idle streams, not of the burst of opening them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle_mib = launcher.rss_mib();
     let launched_from = Instant::now();

@@ -61,6 +61,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let (queued, _) = launcher.jobs().read(crate::admission::counts);
     state.metrics.queue_depth.set(queued as i64);
     state.metrics.leader.set(i64::from(launcher.may_lead()));
+    state.metrics.streams_open.set(state.stream_slots.open() as i64);
     let mut response = state.metrics.encode().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

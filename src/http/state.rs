@@ -79,15 +79,23 @@ const STREAMS_FULL_RETRY: Duration = Duration::from_secs(5);
 
 /// The slots for streams open at once.
 #[derive(Clone)]
-pub struct StreamSlots(Arc<Semaphore>);
+pub struct StreamSlots {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
 
 impl StreamSlots {
     pub fn new(max: usize) -> Self {
-        Self(Arc::new(Semaphore::new(max)))
+        Self { slots: Arc::new(Semaphore::new(max)), max }
+    }
+
+    /// How many streams are open now.
+    pub fn open(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
     }
 
     pub fn take(&self) -> Result<OwnedSemaphorePermit, AppError> {
-        self.0.clone().try_acquire_owned().map_err(|_| {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
             AppError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too-many-streams",

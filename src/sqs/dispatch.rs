@@ -477,6 +477,8 @@ impl<Q: Queue> Dispatcher<Q> {
                 let mut stop = stop.clone();
                 tokio::select! {
                     _ = changes.changed() => {}
+                    // Room can also come from elsewhere (a held launch's retry getting through,
+                    // another process's Job ending before our watch tells): look again soon.
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = stop.wait_for(|s| *s) => {}
                 }
