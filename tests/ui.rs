@@ -191,6 +191,8 @@ async fn the_dashboard_launches_follows_reads_logs_and_cancels_in_a_real_browser
     browser.wait_text("#job-events", "SuccessfulCreate").await;
     browser.wait_text("#job-annotations", "job-launcher.dev/requested-by").await;
     browser.wait_text("#job-labels", "job-launcher.dev/template").await;
+    // The Job ended while its log was followed: the page says the log is whole once it is.
+    browser.wait_text("#log-status", "End of the log").await;
     nothing_ran(&browser).await;
     browser.js("window.scrollTo(0, 0);", vec![]).await;
     browser.screenshot("job").await;

@@ -35,8 +35,11 @@ class LogView {
 
   /** The Job changed: a log may exist now, or be complete. */
   jobChanged(view) {
+    const wasFinished = this.finished;
     this.finished = isTerminal(view.state);
     this.started = (view.pods || []).some((p) => p.phase && p.phase !== 'Pending');
+    // Ended while followed: the stream still delivers the last lines, then ends.
+    if (this.controller && this.finished && !wasFinished) this.say('The Job has ended; reading its last lines…');
     if (this.shown && !this.controller && !this.complete) this.start();
   }
 
