@@ -18,6 +18,33 @@ use k8s_openapi::{
 };
 use serde::Deserialize;
 
+/// Makes a slim type a Kubernetes resource of the same kind as the full one it stands for, so
+/// that a watcher lists and watches it at the full type's path.
+macro_rules! slim_resource {
+    ($slim:ty, $full:ty) => {
+        impl k8s_openapi::Resource for $slim {
+            const API_VERSION: &'static str = <$full as k8s_openapi::Resource>::API_VERSION;
+            const GROUP: &'static str = <$full as k8s_openapi::Resource>::GROUP;
+            const KIND: &'static str = <$full as k8s_openapi::Resource>::KIND;
+            const VERSION: &'static str = <$full as k8s_openapi::Resource>::VERSION;
+            const URL_PATH_SEGMENT: &'static str = <$full as k8s_openapi::Resource>::URL_PATH_SEGMENT;
+            type Scope = <$full as k8s_openapi::Resource>::Scope;
+        }
+
+        impl k8s_openapi::Metadata for $slim {
+            type Ty = ObjectMeta;
+
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+
+            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
 /// The metadata the records read; `managedFields` and the rest are skipped.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -93,26 +120,7 @@ impl From<&Job> for SlimJob {
     }
 }
 
-impl k8s_openapi::Resource for SlimJob {
-    const API_VERSION: &'static str = <Job as k8s_openapi::Resource>::API_VERSION;
-    const GROUP: &'static str = <Job as k8s_openapi::Resource>::GROUP;
-    const KIND: &'static str = <Job as k8s_openapi::Resource>::KIND;
-    const VERSION: &'static str = <Job as k8s_openapi::Resource>::VERSION;
-    const URL_PATH_SEGMENT: &'static str = <Job as k8s_openapi::Resource>::URL_PATH_SEGMENT;
-    type Scope = <Job as k8s_openapi::Resource>::Scope;
-}
-
-impl k8s_openapi::Metadata for SlimJob {
-    type Ty = ObjectMeta;
-
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+slim_resource!(SlimJob, Job);
 
 /// A pod: its metadata, its node, its status. The spec's containers are skipped.
 #[derive(Clone, Debug, Default)]
@@ -155,26 +163,7 @@ impl From<&Pod> for SlimPod {
     }
 }
 
-impl k8s_openapi::Resource for SlimPod {
-    const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
-    const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
-    const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
-    const VERSION: &'static str = <Pod as k8s_openapi::Resource>::VERSION;
-    const URL_PATH_SEGMENT: &'static str = <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT;
-    type Scope = <Pod as k8s_openapi::Resource>::Scope;
-}
-
-impl k8s_openapi::Metadata for SlimPod {
-    type Ty = ObjectMeta;
-
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+slim_resource!(SlimPod, Pod);
 
 #[cfg(test)]
 mod tests {

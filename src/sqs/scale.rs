@@ -66,8 +66,11 @@ impl ScalePoller {
     /// This queue's Jobs that will still take a message.
     fn waiting_jobs(&self) -> u64 {
         let now = Timestamp::now();
+        // Only Jobs that hold or wait for an admission slot can still take a message: the index
+        // keeps those apart, so a poll does not read every finished Job.
         self.launcher.jobs().read(|s| {
-            s.jobs()
+            s.in_slots()
+                .map(|(j, _)| j)
                 .filter(|j| j.sqs_queue.as_deref() == Some(self.settings.queue_url.as_str()) && !j.deleting)
                 .filter(|j| {
                     let pods = s.pods_of(&j.name);
