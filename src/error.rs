@@ -40,6 +40,9 @@ pub enum Error {
     #[error("Job {0} has no pod yet")]
     NoPod(String),
 
+    #[error("pod {0} is gone (deleted, with its log): the Job was cancelled or cleaned up")]
+    PodGone(String),
+
     #[error("the Kubernetes API server refused the Job: {0}")]
     JobRejected(String),
 
@@ -64,6 +67,7 @@ impl Error {
             Self::JobNotFound(_) => "not_found",
             Self::Recreated(_) => "recreated",
             Self::NoPod(_) => "no_pod",
+            Self::PodGone(_) => "pod_gone",
             Self::JobRejected(_) => "rejected",
             Self::KubeUnavailable(_) => "unavailable",
             Self::Kube(_) => "kube_error",

@@ -93,6 +93,7 @@ impl From<Error> for AppError {
             }
             Error::NameTaken(_) => Self::new(StatusCode::CONFLICT, "name-taken", "Job name taken", detail),
             Error::NoPod(_) => Self::new(StatusCode::CONFLICT, "no-pod", "The Job has no pod yet", detail),
+            Error::PodGone(_) => Self::new(StatusCode::NOT_FOUND, "pod-gone", "The Job's pod is gone", detail),
             Error::QueueFull { retry_after, .. } => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "queue-full", "Queue full", detail).retry_after(*retry_after)
             }

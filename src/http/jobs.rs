@@ -192,7 +192,7 @@ pub async fn cancel_job(State(state): State<AppState>, JobName(name): JobName) -
     ),
     responses(
         (status = 200, description = "The log", body = String, content_type = "text/plain"),
-        (status = 404, description = "No such Job managed by the launcher", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such Job managed by the launcher, or its pod is gone (cancelled or cleaned up)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The Job has no pod yet", body = Problem, content_type = "application/problem+json"),
     )
 )]

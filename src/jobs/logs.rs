@@ -41,6 +41,8 @@ pub async fn pod_log(
     let reader = pods.log_stream(pod, &params).await.map_err(|e| match &e {
         // A wrong container name or a pod without a started container: the caller's to fix.
         kube::Error::Api(status) if status.code == 400 => Error::InvalidRequest(status.message.clone()),
+        // Deleted since the index saw it (a cancel, TTL cleanup): not the API server's failure.
+        kube::Error::Api(status) if status.code == 404 => Error::PodGone(pod.to_string()),
         _ => Error::from_kube(e),
     })?;
     Ok(futures::stream::unfold(Box::pin(reader), |mut reader| async move {
@@ -131,6 +133,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_pod_deleted_since_the_index_saw_it_is_gone_not_an_api_server_failure() {
+        let (client, _) = crate::fake_apiserver::client(Box::new(|_| {
+            (404, crate::fake_apiserver::status(404, "NotFound", "pods \"p\" not found"))
+        }));
+        let options = LogOptions { follow: false, container: None, tail_lines: None };
+        let answer = pod_log(client, "ns", "p", &options).await.map(|_| ());
+        assert!(matches!(answer, Err(Error::PodGone(ref pod)) if pod == "p"), "{answer:?}");
+    }
 
     /// Runs `end_when_idle_after` over a stream fed by `sends` (pause, item), with `ended` resolving
     /// after `ended_after`; returns each item with the time it arrived, and the time the stream ended
