@@ -357,9 +357,9 @@ impl Application {
             admin_listener,
             state: AppState {
                 launcher,
+                stream_slots: StreamSlots::new(args.http.max_streams, metrics.stream_delay.clone()),
                 metrics,
                 health: Health::new(args.kube.watch_failure_bound),
-                stream_slots: StreamSlots::new(args.http.max_streams),
                 stop: stop_rx,
             },
             stop: stop_tx,

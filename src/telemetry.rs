@@ -86,6 +86,8 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Status streams open now (of `--max-streams`).
     pub streams_open: Gauge,
+    /// A Job's change seen by the launcher → a stream handing its event to the connection.
+    pub stream_delay: Histogram,
     pub admissions: Family<TemplateLabels, Counter>,
     pub admission_wait: Histogram,
     pub leader: Gauge,
@@ -154,6 +156,14 @@ impl Metrics {
         registry.register("queue_depth", "Jobs queued for admission", queue_depth.clone());
         let streams_open = Gauge::default();
         registry.register("streams_open", "Status streams (Server-Sent Events) open now", streams_open.clone());
+        // Fine around 50 ms, the figure the bench holds the streams to.
+        let stream_delay =
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        registry.register(
+            "stream_event_delay_seconds",
+            "Time from the launcher seeing a Job's change (its watch, or its own write) to a stream passing the event to its connection, per stream",
+            stream_delay.clone(),
+        );
         let admissions = Family::<TemplateLabels, Counter>::default();
         registry.register("admissions", "Queued Jobs admitted (unsuspended), by template", admissions.clone());
         let admission_wait = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.01, 2.0, 16));
@@ -183,6 +193,7 @@ impl Metrics {
             http_rejected,
             queue_depth,
             streams_open,
+            stream_delay,
             admissions,
             admission_wait,
             leader,

@@ -9,6 +9,10 @@
 //! V → a stream got the event with id V", both clocks in this process. The launched Jobs come from
 //! the suspended template, so they have no pods and an event's id is the Job's resourceVersion.
 //!
+//! The launcher measures the same delay from its own side: `stream_event_delay_seconds`, from its
+//! watch delivering a change (or its own create) to a stream passing the event to its
+//! connection, per stream; the bench reads that histogram before and after the launches.
+//!
 //! Also: the launcher's RSS with the streams open and idle against before they opened, and its CPU
 //! for the launches with the streams against the same launches with none, per delivered event.
 
@@ -153,6 +157,72 @@ async fn read_stream(
     }
 }
 
+/// A Prometheus histogram as the launcher exports it: cumulative counts by upper bound, the
+/// last bound infinite.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Histogram {
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl Histogram {
+    /// The buckets of metric `name` in a `/metrics` text.
+    fn parse(text: &str, name: &str) -> Self {
+        let prefix = format!("{name}_bucket{{le=\"");
+        let buckets = text
+            .lines()
+            .filter_map(|line| {
+                let (le, rest) = line.strip_prefix(&prefix)?.split_once("\"}")?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((le, rest.trim().parse().ok()?))
+            })
+            .collect();
+        Self { buckets }
+    }
+
+    /// The observations made since `earlier`.
+    fn since(&self, earlier: &Self) -> Self {
+        let before = |le: f64| earlier.buckets.iter().find(|(b, _)| *b == le).map_or(0, |(_, n)| *n);
+        Self { buckets: self.buckets.iter().map(|(le, n)| (*le, n.saturating_sub(before(*le)))).collect() }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.last().map_or(0, |(_, n)| *n)
+    }
+
+    /// The share of observations at most `le` (a bucket's bound).
+    pub fn share_within(&self, le: f64) -> f64 {
+        let within = self.buckets.iter().find(|(b, _)| *b == le).map_or(0, |(_, n)| *n);
+        within as f64 / self.count().max(1) as f64
+    }
+
+    /// The `q` quantile (0..1), interpolated within its bucket as Prometheus'
+    /// `histogram_quantile` does; the largest finite bound when it falls in the last bucket.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let rank = q * self.count() as f64;
+        let mut lower = (0.0, 0);
+        for &(le, n) in &self.buckets {
+            if n as f64 >= rank && n > lower.1 {
+                if le.is_infinite() {
+                    return lower.0;
+                }
+                return lower.0 + (le - lower.0) * (rank - lower.1 as f64) / (n - lower.1) as f64;
+            }
+            lower = (le, n);
+        }
+        lower.0
+    }
+}
+
+/// The launcher's own stream delay histogram, from its metrics.
+async fn launcher_delays(launcher: &Launcher) -> BenchResult<Histogram> {
+    let text = launcher.http.get(format!("{}/metrics", launcher.admin)).send().await?.text().await?;
+    let histogram = Histogram::parse(&text, "job_launcher_stream_event_delay_seconds");
+    if histogram.buckets.is_empty() {
+        return Err("the launcher's metrics have no job_launcher_stream_event_delay_seconds".into());
+    }
+    Ok(histogram)
+}
+
 /// Everything the phase measured.
 #[derive(Debug, Default)]
 pub struct Watchers {
@@ -182,6 +252,8 @@ pub struct Watchers {
     pub max_events: u64,
     /// The bench's watch saw a version → a stream got it, every (stream, event) pair.
     pub delays_ms: Vec<f64>,
+    /// The launcher's own: its watch saw a change → a stream passed the event on (seconds).
+    pub launcher_delays: Histogram,
     pub unmatched: u64,
 }
 
@@ -278,8 +350,10 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
     let launched_from = Instant::now();
     note(format!("[watchers] {jobs} launches with {} streams open", readers.len()));
     let streamed_started = Instant::now();
+    let delays_before = launcher_delays(&launcher).await?;
     let streamed = launch_and_settle(&launcher, jobs, &versions, &total).await?;
     let streamed_s = streamed_started.elapsed().as_secs_f64();
+    let launcher_delays = launcher_delays(&launcher).await?.since(&delays_before);
     stop.send_replace(true);
     let mut outcomes = Vec::new();
     for r in readers {
@@ -300,6 +374,7 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
         streamed_cpu_s: streamed.get("launcher").copied().unwrap_or(0.0),
         streamed_cpu: streamed,
         streamed_s,
+        launcher_delays,
         ..Watchers::default()
     };
     tally(&mut w, &versions, launched_from, &outcomes);
@@ -348,8 +423,24 @@ fn signed_ms(from: Instant, to: Instant) -> f64 {
     }
 }
 
-/// A quick check of the scanner, run with the helpers.
+/// A quick check of the scanner and the histogram, run with the helpers.
 pub fn self_check() {
+    let metrics = |counts: [u64; 4]| {
+        format!(
+            "# TYPE m histogram\nm_sum 1.0\nm_count {}\nm_bucket{{le=\"0.01\"}} {}\nm_bucket{{le=\"0.05\"}} {}\n\
+             m_bucket{{le=\"1.0\"}} {}\nm_bucket{{le=\"+Inf\"}} {}\nother_bucket{{le=\"0.01\"}} 9\n",
+            counts[3], counts[0], counts[1], counts[2], counts[3]
+        )
+    };
+    let before = Histogram::parse(&metrics([1, 1, 1, 1]), "m");
+    let after = Histogram::parse(&metrics([51, 91, 101, 101]), "m").since(&before);
+    assert_eq!(after.buckets, [(0.01, 50), (0.05, 90), (1.0, 100), (f64::INFINITY, 100)]);
+    assert_eq!(after.count(), 100);
+    assert_eq!(after.share_within(0.05), 0.9);
+    assert!((after.quantile(0.5) - 0.01).abs() < 1e-9);
+    assert!((after.quantile(0.7) - 0.03).abs() < 1e-9, "{}", after.quantile(0.7));
+    assert!((after.quantile(0.99) - 0.905).abs() < 1e-9, "{}", after.quantile(0.99));
+
     let mut s = Scanner::default();
     let mut ids = Vec::new();
     let mut ends = 0;

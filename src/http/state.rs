@@ -3,7 +3,11 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::http::StatusCode;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    time::Instant,
+};
 
 use super::error::AppError;
 use crate::{
@@ -82,11 +86,25 @@ const STREAMS_FULL_RETRY: Duration = Duration::from_secs(5);
 pub struct StreamSlots {
     slots: Arc<Semaphore>,
     max: usize,
+    delay: Histogram,
+}
+
+/// One open stream's slot, and where it records how late its events go out.
+pub struct StreamSlot {
+    _permit: OwnedSemaphorePermit,
+    delay: Histogram,
+}
+
+impl StreamSlot {
+    /// Records that an event of a change the launcher saw at `seen` leaves now.
+    pub fn sent(&self, seen: Instant) {
+        self.delay.observe(seen.elapsed().as_secs_f64());
+    }
 }
 
 impl StreamSlots {
-    pub fn new(max: usize) -> Self {
-        Self { slots: Arc::new(Semaphore::new(max)), max }
+    pub fn new(max: usize, delay: Histogram) -> Self {
+        Self { slots: Arc::new(Semaphore::new(max)), max, delay }
     }
 
     /// How many streams are open now.
@@ -94,8 +112,8 @@ impl StreamSlots {
         self.max.saturating_sub(self.slots.available_permits())
     }
 
-    pub fn take(&self) -> Result<OwnedSemaphorePermit, AppError> {
-        self.slots.clone().try_acquire_owned().map_err(|_| {
+    pub fn take(&self) -> Result<StreamSlot, AppError> {
+        let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
             AppError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too-many-streams",
@@ -103,6 +121,7 @@ impl StreamSlots {
                 "the launcher serves as many streams as --max-streams allows; retry shortly",
             )
             .retry_after(STREAMS_FULL_RETRY)
-        })
+        })?;
+        Ok(StreamSlot { _permit: permit, delay: self.delay.clone() })
     }
 }

@@ -17,12 +17,12 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::Stream;
-use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 
 use super::{
     error::AppError,
     extract::{JobName, QueryPairs},
-    state::AppState,
+    state::{AppState, StreamSlot},
 };
 use crate::{
     api::{JobState, JobView, Problem},
@@ -73,7 +73,29 @@ struct Loop<S, F> {
     state: S,
     step: F,
     /// Held while the stream is open: its slot among `--max-streams`.
-    _permit: OwnedSemaphorePermit,
+    slot: StreamSlot,
+}
+
+impl<S, F> Loop<S, F>
+where
+    F: FnMut(&mut S, Result<Arc<StreamEvent>, broadcast::error::RecvError>) -> Next,
+{
+    /// Lets `step` decide what an event means; an event it sends counts in the stream delay
+    /// (the frame goes to the connection in this same poll).
+    fn decide(&mut self, received: Result<Arc<StreamEvent>, broadcast::error::RecvError>) -> Next {
+        let seen = match &received {
+            Ok(event) => match &**event {
+                StreamEvent::Job { seen, .. } => Some(*seen),
+                StreamEvent::Queue { .. } => None,
+            },
+            Err(_) => None,
+        };
+        let next = (self.step)(&mut self.state, received);
+        if let (Some(seen), Next::Send(_) | Next::SendAndEnd(_)) = (seen, &next) {
+            self.slot.sent(seen);
+        }
+        next
+    }
 }
 
 /// A stream's loop: sends `first`, then waits for the next event, a heartbeat or the stop, and
@@ -83,7 +105,7 @@ fn stream_loop<S, F>(
     ends_after_first: bool,
     events: broadcast::Receiver<Arc<StreamEvent>>,
     stop: watch::Receiver<bool>,
-    permit: OwnedSemaphorePermit,
+    slot: StreamSlot,
     state: S,
     step: F,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static
@@ -99,7 +121,7 @@ where
         stop,
         state,
         step,
-        _permit: permit,
+        slot,
     };
     futures::stream::unfold(start, |mut this| async move {
         if let Some(frame) = this.pending.pop_front() {
@@ -109,13 +131,16 @@ where
             return None;
         }
         loop {
-            let next = tokio::select! {
-                received = this.events.recv() => (this.step)(&mut this.state, received),
-                _ = this.heartbeat.tick() => Next::Send(Bytes::from_static(HEARTBEAT_FRAME)),
-                _ = this.stop.wait_for(|s| *s) => {
-                    Next::SendAndEnd(end_frame("shutdown", "the launcher is shutting down; reconnect to another replica"))
-                }
+            let woken = tokio::select! {
+                received = this.events.recv() => Ok(received),
+                _ = this.heartbeat.tick() => Err(Next::Send(Bytes::from_static(HEARTBEAT_FRAME))),
+                _ = this.stop.wait_for(|s| *s) => Err(Next::SendAndEnd(end_frame(
+                    "shutdown",
+                    "the launcher is shutting down; reconnect to another replica",
+                ))),
             };
+            // An event is the step's to decide; a heartbeat or the stop decides itself.
+            let next = woken.map_or_else(|next| next, |received| this.decide(received));
             match next {
                 Next::Send(frame) => {
                     let frame = drain_waiting(&mut this, frame);
@@ -150,7 +175,7 @@ where
         Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
         Err(TryRecvError::Closed) => Err(RecvError::Closed),
     };
-    Some((this.step)(&mut this.state, received))
+    Some(this.decide(received))
 }
 
 fn drain_waiting<S, F>(this: &mut Loop<S, F>, first: Bytes) -> Bytes
@@ -202,7 +227,7 @@ pub async fn job_events(
     JobName(name): JobName,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let permit = state.stream_slots.take()?;
+    let slot = state.stream_slots.take()?;
     let last = last_event_id(&headers).unwrap_or(0);
     // Subscribed before the current view is read, so no change falls between the two.
     let events = state.launcher.jobs().events().subscribe();
@@ -213,7 +238,7 @@ pub async fn job_events(
     let lookup = state.launcher.jobs().events().clone();
     let step = move |sent: &mut u64, received: Result<Arc<StreamEvent>, broadcast::error::RecvError>| match received {
         Ok(event) => match &*event {
-            StreamEvent::Job { view, id, frame } if view.name == name && *id > *sent => {
+            StreamEvent::Job { view, id, frame, .. } if view.name == name && *id > *sent => {
                 *sent = *id;
                 if view.state.is_finished() { Next::SendAndEnd(frame.clone()) } else { Next::Send(frame.clone()) }
             }
@@ -236,7 +261,7 @@ pub async fn job_events(
     let sent = id.max(last);
     // A Job that has ended ends its stream after its final view, or at once for a client that has
     // it already.
-    Ok(event_stream(stream_loop(first, terminal, events, state.stop.clone(), permit, sent, step)))
+    Ok(event_stream(stream_loop(first, terminal, events, state.stop.clone(), slot, sent, step)))
 }
 
 /// The Job's current view and event id: the index's, else its tombstone, else the API
@@ -288,7 +313,7 @@ pub async fn all_events(State(state): State<AppState>, query: QueryPairs) -> Res
         state: query.parse::<JobState>("state")?,
         labels: super::jobs::label_pairs(&query)?,
     };
-    let permit = state.stream_slots.take()?;
+    let slot = state.stream_slots.take()?;
     let events = state.launcher.jobs().events().subscribe();
     let step = move |_: &mut (), received: Result<Arc<StreamEvent>, broadcast::error::RecvError>| match received {
         Ok(event) => match &*event {
@@ -302,7 +327,7 @@ pub async fn all_events(State(state): State<AppState>, query: QueryPairs) -> Res
         )),
         Err(broadcast::error::RecvError::Closed) => Next::End,
     };
-    Ok(event_stream(stream_loop(Vec::new(), false, events, state.stop.clone(), permit, (), step)))
+    Ok(event_stream(stream_loop(Vec::new(), false, events, state.stop.clone(), slot, (), step)))
 }
 
 /// Once a second, sends the queue's figures to the streams if they changed, until `stop`.
@@ -319,8 +344,13 @@ pub async fn publish_queue_changes(state: AppState, mut stop: watch::Receiver<bo
 
 #[cfg(test)]
 mod tests {
+    use prometheus_client::metrics::histogram::Histogram;
+
     use super::*;
-    use crate::jobs::{job_view, state::tests::record};
+    use crate::{
+        http::state::StreamSlots,
+        jobs::{job_view, state::tests::record},
+    };
 
     #[test]
     fn a_filter_matches_template_state_and_every_label() {
@@ -343,7 +373,7 @@ mod tests {
         use futures::StreamExt;
         let (sender, events) = broadcast::channel::<Arc<StreamEvent>>(16);
         let (_stop_tx, stop) = watch::channel(false);
-        let permit = Arc::new(tokio::sync::Semaphore::new(1)).try_acquire_owned().expect("permit");
+        let slot = slot(Histogram::new([1.0]));
         let frame = |n: u8| Arc::new(StreamEvent::Queue { frame: Bytes::from(vec![b'a' + n; 3]) });
         for n in 0..3 {
             sender.send(frame(n)).expect("send");
@@ -359,10 +389,48 @@ mod tests {
             },
             Err(_) => Next::End,
         };
-        let stream = stream_loop(Vec::new(), false, events, stop, permit, 0u8, step);
+        let stream = stream_loop(Vec::new(), false, events, stop, slot, 0u8, step);
         sender.send(frame(3)).expect("send");
         let chunks: Vec<Bytes> = stream.map(|c| c.expect("infallible")).collect().await;
         assert_eq!(chunks, vec![Bytes::from_static(b"aaabbbccc")], "one write, ending after the last");
+    }
+
+    fn slot(delay: Histogram) -> StreamSlot {
+        StreamSlots::new(1, delay).take().expect("a free slot")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_job_event_a_stream_sends_counts_in_the_delay_from_when_the_launcher_saw_it() {
+        use futures::StreamExt;
+        let (sender, events) = broadcast::channel::<Arc<StreamEvent>>(16);
+        let (_stop_tx, stop) = watch::channel(false);
+        let delay = Histogram::new([0.05, 1.0]);
+        let event = |name: &str, seen| {
+            let view = Box::new(job_view("ns", &record(name), &[]));
+            Arc::new(StreamEvent::Job { view, id: 1, frame: Bytes::from(format!("{name};")), seen })
+        };
+        let seen = tokio::time::Instant::now();
+        tokio::time::advance(Duration::from_millis(200)).await;
+        for name in ["mine", "other", "mine"] {
+            sender.send(event(name, seen)).expect("send");
+        }
+        sender.send(Arc::new(StreamEvent::Queue { frame: Bytes::from_static(b"queue;") })).expect("send");
+        drop(sender);
+        let step = |_: &mut (), received: Result<Arc<StreamEvent>, broadcast::error::RecvError>| match received {
+            Ok(event) => match &*event {
+                StreamEvent::Job { view, frame, .. } if view.name == "mine" => Next::Send(frame.clone()),
+                StreamEvent::Job { .. } => Next::Nothing,
+                StreamEvent::Queue { frame } => Next::Send(frame.clone()),
+            },
+            Err(_) => Next::End,
+        };
+        let sent: Vec<Bytes> = stream_loop(Vec::new(), false, events, stop, slot(delay.clone()), (), step)
+            .map(|c| c.expect("infallible"))
+            .collect()
+            .await;
+        assert_eq!(sent.concat(), b"mine;mine;queue;");
+        assert_eq!(delay.count(), 2, "the two Job events sent, not the one filtered out nor the queue's");
+        assert!((delay.sum() - 0.4).abs() < 1e-3, "each 200 ms after the launcher saw it: {}", delay.sum());
     }
 
     #[test]

@@ -24,8 +24,9 @@ use crate::api::JobView;
 /// What a stream event carries.
 #[derive(Debug)]
 pub enum StreamEvent {
-    /// A Job's view changed.
-    Job { view: Box<JobView>, id: u64, frame: Bytes },
+    /// A Job's view changed; `seen` is when the launcher learnt of the change (its watch
+    /// delivered it, or it made the change itself), the start of the stream's delay.
+    Job { view: Box<JobView>, id: u64, frame: Bytes, seen: Instant },
     /// The queue's order or counts changed (coalesced to at most one a second).
     Queue { frame: Bytes },
 }
@@ -89,17 +90,17 @@ impl JobEvents {
         self.sender.receiver_count() > 0
     }
 
-    /// Publishes a Job's new view.
-    pub fn publish(&self, view: JobView, id: u64) {
+    /// Publishes a Job's new view, of a change the launcher learnt of at `seen`.
+    pub fn publish(&self, view: JobView, id: u64, seen: Instant) {
         let frame = job_frame(&view, id);
-        let _ = self.sender.send(Arc::new(StreamEvent::Job { view: Box::new(view), id, frame }));
+        let _ = self.sender.send(Arc::new(StreamEvent::Job { view: Box::new(view), id, frame, seen }));
     }
 
     /// Publishes the final view of a Job that left the index, and keeps it as a tombstone.
-    pub fn bury(&self, view: JobView, id: u64) {
+    pub fn bury(&self, view: JobView, id: u64, seen: Instant) {
         self.tombstones.lock().unwrap_or_else(|p| p.into_inner()).insert(view.clone(), id);
         if self.has_listeners() {
-            self.publish(view, id);
+            self.publish(view, id, seen);
         }
     }
 
@@ -170,7 +171,7 @@ mod tests {
         let events = JobEvents::new();
         let mut gone = view("j");
         gone.state = JobState::Succeeded;
-        events.bury(gone, 7);
+        events.bury(gone, 7, Instant::now());
         assert_eq!(events.tombstone("j").map(|(v, id)| (v.state, id)), Some((JobState::Succeeded, 7)));
         assert!(events.tombstone("other").is_none());
     }
@@ -179,7 +180,7 @@ mod tests {
     async fn listeners_get_each_view_and_a_coalesced_queue_event() {
         let events = JobEvents::new();
         let mut listener = events.subscribe();
-        events.publish(view("a"), 1);
+        events.publish(view("a"), 1, Instant::now());
         events.queue_changed();
         events.queue_changed();
         events.publish_queue(|| "{}".into());

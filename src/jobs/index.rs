@@ -739,10 +739,12 @@ impl JobIndex {
     /// Applies a change, then publishes the new views of the Jobs it touched (when a stream
     /// listens) and the final views of those it removed (always: a late reader may ask).
     fn change(&self, f: impl FnOnce(&mut IndexState) -> Touched) {
+        // The start of a stream event's delay: the watch has just delivered the change.
+        let seen = tokio::time::Instant::now();
         let touched = self.write(f);
         let events = &self.inner.events;
         for (view, id) in touched.buried {
-            events.bury(view, id);
+            events.bury(view, id, seen);
         }
         if touched.queue {
             events.queue_changed();
@@ -760,7 +762,7 @@ impl JobIndex {
                     .collect()
             });
             for (view, id) in views {
-                events.publish(view, id);
+                events.publish(view, id, seen);
             }
         }
     }
