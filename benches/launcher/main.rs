@@ -64,7 +64,8 @@ impl Settings {
         Self {
             runs,
             heavy_runs: env_or("BENCH_HEAVY_RUNS", 3usize).max(1),
-            sqs_runs: env_or("BENCH_SQS_RUNS", runs).max(1),
+            // Each SQS run takes 90 s against moto and its spread is a few per cent: three runs.
+            sqs_runs: env_or("BENCH_SQS_RUNS", runs.min(3)).max(1),
             scale,
             concurrencies: std::env::var("BENCH_CONCURRENCIES")
                 .unwrap_or_else(|_| "1,8,64".into())
@@ -200,8 +201,10 @@ impl Context {
 
 /// Every phase BENCH_PHASES asks for, in order, each adding its rows to the report.
 async fn measure(client: &kube::Client, s: &Settings, report: &mut Report) -> BenchResult<()> {
+    let mut phase = PhaseClock::default();
     if s.wants("throughput") {
         report.throughput(&phases::throughput(client, s).await?, s);
+        phase.lap(report, "throughput");
     }
     if s.wants("sqs") {
         let sqs = phases::sqs_client()?;
@@ -210,19 +213,24 @@ async fn measure(client: &kube::Client, s: &Settings, report: &mut Report) -> Be
             sets.push((Some(c), phases::sqs(client, s, &sqs, Some(c), s.sqs_runs).await?));
         }
         report.sqs(&sets, s);
+        phase.lap(report, "sqs");
     }
     if s.wants("admission") {
         report.admission(&phases::admission(client, s).await?, s);
+        phase.lap(report, "admission");
     }
     if s.wants("resources") {
         report.resources(&phases::resources(client, s).await?);
+        phase.lap(report, "resources");
     }
     // The streams first: the 100,000 Jobs' namespace may still be going when scale100k ends.
     if s.wants("watchers") {
         report.watchers(&watchers::watchers(client, s).await?);
+        phase.lap(report, "watchers");
     }
     if s.wants("scale100k") {
         report.scale(&scale::scale100k(client, s).await?);
+        phase.lap(report, "scale100k");
     }
     report.sort();
     if s.wants("order") {
@@ -232,8 +240,27 @@ async fn measure(client: &kube::Client, s: &Settings, report: &mut Report) -> Be
             "[order] thirty Jobs under a ResourceQuota of 3 pods, no cap (slow: the Job controller backs off up to 60 s)"
         );
         report.orders.push(phases::order(client, true, s.quota_timeout).await?);
+        phase.lap(report, "order");
     }
     Ok(())
+}
+
+/// How long each phase took, for the run's budget (`make bench` with the defaults: 45 minutes).
+struct PhaseClock(std::time::Instant);
+
+impl Default for PhaseClock {
+    fn default() -> Self {
+        Self(std::time::Instant::now())
+    }
+}
+
+impl PhaseClock {
+    fn lap(&mut self, report: &mut Report, phase: &'static str) {
+        let took = self.0.elapsed();
+        eprintln!("[{phase}] took {:.1} min", took.as_secs_f64() / 60.0);
+        report.phase_seconds.push((phase, took.as_secs_f64()));
+        self.0 = std::time::Instant::now();
+    }
 }
 
 /// The generated part of docs/benchmarks.md.
@@ -254,9 +281,20 @@ control plane (`make dev-up`). Every figure is the median of its runs, with the 
         c.server,
     );
     md.push_str(&report::markdown_table(&report.rows));
+    md.push_str(&phase_markdown(&report.phase_seconds));
     md.push_str(&cpu_markdown(&report.cpu_table));
     md.push_str(&order_markdown(&report.orders));
     md
+}
+
+/// How long the phases took, in one line.
+fn phase_markdown(phases: &[(&str, f64)]) -> String {
+    if phases.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = phases.iter().map(|(p, secs)| format!("{p} {:.1}", secs / 60.0)).collect();
+    let total: f64 = phases.iter().map(|(_, secs)| secs).sum();
+    format!("\nThe phases took (minutes): {}; {:.1} in all.\n", each.join(", "), total / 60.0)
 }
 
 /// CPU seconds per 1,000 Jobs by process, as a table.
@@ -344,6 +382,7 @@ fn write_outputs(c: &Context, s: &Settings, report: &Report, md: &str) -> BenchR
             "inversions": stats::priority_inversions(&o.started), "took_s": o.took.as_secs_f64(), "complete": o.complete,
         })).collect::<Vec<_>>(),
         "raw": report.raw,
+        "phase_seconds": report.phase_seconds.iter().map(|(p, secs)| (p.to_string(), json!(secs))).collect::<serde_json::Map<_, _>>(),
     });
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("target/bench");

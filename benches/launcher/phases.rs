@@ -182,14 +182,15 @@ pub async fn throughput(client: &Client, s: &Settings) -> BenchResult<Vec<Pair>>
     Ok(pairs)
 }
 
-/// A profiler attached to the launcher while it serves HTTP at one concurrency:
+/// A profiler attached to the launcher while it serves HTTP at one concurrency (the throughput
+/// phase, and the scale phase's launches with the large population):
 /// `BENCH_PROFILE` is its command line, `{pid}` and `{c}` filled in (e.g.
 /// `perf record -e cpu-clock -F 999 -g -p {pid} -o target/bench/perf-c{c}.data`), at the
 /// concurrencies in `BENCH_PROFILE_C` (default 64). Stopped with SIGINT after the measurement.
-struct Profiler(std::process::Child);
+pub struct Profiler(std::process::Child);
 
 impl Profiler {
-    fn start(launcher: &Launcher, concurrency: usize) -> Option<Self> {
+    pub fn start(launcher: &Launcher, concurrency: usize) -> Option<Self> {
         let command = std::env::var("BENCH_PROFILE").ok()?;
         let at = std::env::var("BENCH_PROFILE_C").unwrap_or_else(|_| "64".into());
         if !at.split(',').any(|c| c.trim() == concurrency.to_string()) {
@@ -203,7 +204,7 @@ impl Profiler {
         Some(Self(child))
     }
 
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         let _ = std::process::Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
         let _ = self.0.wait();
     }

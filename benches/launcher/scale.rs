@@ -473,7 +473,11 @@ async fn measure_launches(s: &Settings, ns: &BenchNamespace, scale: &mut Scale) 
         launcher.wait_ready(Duration::from_secs(300)).await?;
         let post = phases::post_op(&launcher, r#"{"template":"idle"}"#);
         closed_loop(c * 2, c, post.clone()).await;
+        let profiler = phases::Profiler::start(&launcher, c);
         let http = phases::measure(&pids, Some(&launcher), n, c, post).await;
+        if let Some(p) = profiler {
+            p.stop();
+        }
         launcher.stop().await;
         note(format!(
             "  run {run}: HTTP c={c} with {} Jobs: {} ({:.0} % of raw)",

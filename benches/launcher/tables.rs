@@ -26,6 +26,8 @@ pub struct Report {
     /// The ceiling's Jobs/s at the top concurrency, run by run (the SQS ratio's reference).
     pub ceiling_top: Option<Vec<f64>>,
     pub orders: Vec<phases::OrderRun>,
+    /// Each phase and how long it took, in seconds.
+    pub phase_seconds: Vec<(&'static str, f64)>,
 }
 
 /// One section after the other, in the order of the issues.
@@ -483,7 +485,7 @@ fn scale_launch_rows(sc: &Scale) -> Vec<Row> {
 impl Report {
     pub fn watchers(&mut self, w: &Watchers) {
         let sec = "watchers";
-        let (n, j) = (w.opened, w.jobs);
+        let n = w.opened;
         let d = |q| vec![stats::percentile(&w.delays_ms, q)];
         let one = |v: f64| vec![v];
         let ld = &w.launcher_delays;
@@ -491,7 +493,10 @@ impl Report {
             Row::new(sec, format!("streams open (of {})", w.streams), "", one(n as f64)),
             Row::new(
                 sec,
-                format!("{j} Jobs launched: streams that got every Job's latest version"),
+                format!(
+                    "{} Jobs launched with the streams open: streams that got every Job's latest version",
+                    w.expected
+                ),
                 "%",
                 one(w.complete as f64 / w.streams.max(1) as f64),
             )
@@ -503,7 +508,7 @@ impl Report {
             Row::new(sec, "events per stream: fewest", "", one(w.min_events as f64)),
             Row::new(sec, "events per stream: most", "", one(w.max_events as f64)),
             Row::new(sec, "events delivered, all streams", "", one(w.delivered as f64)),
-            Row::new(sec, "bytes per event", "B", one(w.bytes as f64 / w.delivered.max(1) as f64)),
+            Row::new(sec, "bytes per event", "B", one(w.bytes as f64 / w.delivered_both.max(1) as f64)),
             Row::new(
                 sec,
                 "launcher's watch saw the change → stream sent it (its metric): events",
@@ -533,6 +538,15 @@ impl Report {
             ),
             Row::new(sec, "launches with the streams open: until quiet", "s", one(w.streamed_s)),
         ]);
+        if let Some((delays, cpu)) = &w.prioritised {
+            let label = |what: &str| format!("again, the launcher at nice {}: {what}", crate::watchers::PRIORITY);
+            self.rows.extend([
+                Row::new(sec, label("launcher's delay p50"), "ms", one(delays.quantile(0.5) * 1e3)),
+                Row::new(sec, label("launcher's delay p99"), "ms", one(delays.quantile(0.99) * 1e3)),
+                Row::new(sec, label("launcher's delay within 50 ms"), "%", one(delays.share_within(0.05))),
+                Row::new(sec, label("launcher CPU"), "s", one(cpu.get("launcher").copied().unwrap_or(0.0))),
+            ]);
+        }
         // Where the machine's two cores went meanwhile (the bench is the stream clients).
         for (process, cpu) in w.streamed_cpu.iter().filter(|(_, c)| **c >= 0.05) {
             self.rows.push(Row::new(
@@ -554,6 +568,10 @@ impl Report {
                 "delay_max_ms": stats::percentile(&w.delays_ms, 100.0),
                 "launcher_delay_buckets": ld.buckets.iter().map(|(le, n)| json!([if le.is_finite() { json!(le) } else { json!("+Inf") }, n])).collect::<Vec<_>>(),
                 "launcher_delay_p50_ms": ld.quantile(0.5) * 1e3, "launcher_delay_p99_ms": ld.quantile(0.99) * 1e3,
+                "prioritised": w.prioritised.as_ref().map(|(d, cpu)| json!({
+                    "nice": crate::watchers::PRIORITY, "delay_p50_ms": d.quantile(0.5) * 1e3,
+                    "delay_p99_ms": d.quantile(0.99) * 1e3, "within_50ms": d.share_within(0.05), "cpu_s": cpu,
+                })),
                 "streamed_s": w.streamed_s, "streamed_cpu_s": w.streamed_cpu,
             }),
         );
