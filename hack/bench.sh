@@ -19,5 +19,5 @@ log "building the launcher and the bench (release)"
 cargo bench --locked --bench launcher --no-run
 # The watchers phase holds 1,000 streams open: a socket each in the bench and in the launcher.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-log "running the bench (about 50 minutes with the defaults: the 100,000 Jobs take 15, the ResourceQuota run several)"
+log "running the bench (about 45 minutes with the defaults: the 100,000 Jobs take 16, the ResourceQuota run several)"
 cargo bench --locked --bench launcher
