@@ -389,23 +389,6 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / clock_ticks())
 }
 
-/// Waits (up to `limit`) until the processes in `pids` together use less than a fifth of a core
-/// over half a second: after a list of 100,000 Jobs the API server collects its garbage for
-/// seconds, and a measurement started then would charge that to whatever runs next. How long it
-/// waited.
-pub async fn wait_until_quiet(pids: &[u32], limit: Duration) -> Duration {
-    let started = Instant::now();
-    let busy = || pids.iter().filter_map(|p| cpu_seconds(*p)).sum::<f64>();
-    while started.elapsed() < limit {
-        let before = busy();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if busy() - before < 0.1 {
-            break;
-        }
-    }
-    started.elapsed()
-}
-
 fn clock_ticks() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {

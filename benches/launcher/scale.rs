@@ -456,14 +456,9 @@ async fn measure_reads(ns: &str, scale: &mut Scale) -> BenchResult<()> {
 async fn measure_launches(s: &Settings, ns: &BenchNamespace, scale: &mut Scale) -> BenchResult<()> {
     let (c, n) = (scale.concurrency, s.jobs_at(scale.concurrency));
     let pids = cluster::control_plane_pids();
-    let control_plane: Vec<u32> = pids.values().copied().collect();
     for run in 1..=s.heavy_runs {
         let factory = Arc::new(JobFactory::new("idle", &ns.name, false)?);
         let api: Api<Job> = ns.api();
-        // Both sides start from a settled control plane: the launcher's start-up list of the
-        // 100,000 leaves the API server collecting garbage for seconds.
-        let waited = cluster::wait_until_quiet(&control_plane, Duration::from_secs(30)).await;
-        note(format!("  run {run}: control plane quiet after {:.1} s", waited.as_secs_f64()));
         let raw = phases::measure(&pids, None, n, c, move |_| {
             let (api, factory) = (api.clone(), factory.clone());
             async move {
@@ -478,13 +473,6 @@ async fn measure_launches(s: &Settings, ns: &BenchNamespace, scale: &mut Scale) 
         launcher.wait_ready(Duration::from_secs(300)).await?;
         let post = phases::post_op(&launcher, r#"{"template":"idle"}"#);
         closed_loop(c * 2, c, post.clone()).await;
-        let mut settling = control_plane.clone();
-        settling.push(launcher.pid);
-        let waited = cluster::wait_until_quiet(&settling, Duration::from_secs(30)).await;
-        note(format!(
-            "  run {run}: control plane and launcher quiet {:.1} s after the launcher was ready",
-            waited.as_secs_f64()
-        ));
         let profiler = phases::Profiler::start(&launcher, c);
         let http = phases::measure(&pids, Some(&launcher), n, c, post).await;
         if let Some(p) = profiler {
