@@ -449,13 +449,9 @@ fn sqs_args(queue: &Queue, concurrency: Option<usize>) -> BenchResult<Vec<String
 
 /// From `started` until the `n`-th Job exists, as the watch saw it (at most 900 s).
 async fn nth_job(observer: &Observer, n: usize, started: Instant) -> Result<Duration, String> {
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while observer.created() < n {
-        if Instant::now() > deadline {
-            return Err(format!("only {} of {n} Jobs after 900 s", observer.created()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster::wait_for(Duration::from_secs(900), &format!("the {n}th Job"), || async { observer.created() >= n })
+        .await
+        .map_err(|e| format!("{e} (only {} of {n})", observer.created()))?;
     let done = observer.read(|s| {
         let mut times: Vec<Instant> = s.created.values().copied().collect();
         times.sort();
@@ -466,12 +462,10 @@ async fn nth_job(observer: &Observer, n: usize, started: Instant) -> Result<Dura
 
 /// Waits (at most 60 s) until the queue is empty: the messages left in it, and dead-lettered.
 async fn drained(queue: &Queue) -> (u64, u64) {
-    let mut left = queue.depth(&queue.url).await.unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while left > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        left = queue.depth(&queue.url).await.unwrap_or(0);
-    }
+    let empty = || async { queue.depth(&queue.url).await.unwrap_or(0) == 0 };
+    // A queue still holding messages after 60 s is reported by the count below, not as an error.
+    let _ = cluster::wait_for(Duration::from_secs(60), "the queue to drain", empty).await;
+    let left = queue.depth(&queue.url).await.unwrap_or(0);
     (left, queue.depth(&queue.dlq_url).await.unwrap_or(0))
 }
 
