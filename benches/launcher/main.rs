@@ -119,6 +119,7 @@ fn main() {
         // `cargo test --all-targets` runs bench binaries without --bench: check the helpers only.
         stats::self_check();
         watchers::self_check();
+        cluster::GoRuntime::self_check();
         println!("bench helpers ok; the bench itself runs with `make bench`");
         return;
     }

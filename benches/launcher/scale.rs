@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::{
     BenchResult, Settings,
-    cluster::{self, BenchNamespace, JobFactory, closed_loop},
+    cluster::{self, BenchNamespace, GoRuntime, JobFactory, closed_loop},
     phases::{self, Measured, StartRun, note},
     process::Launcher,
     stats::{self, ms},
@@ -338,8 +338,14 @@ pub struct Scale {
     pub reads: Vec<Reads>,
     pub walk: Walk,
     pub concurrency: usize,
+    pub launches_per_run: usize,
     pub raw: Vec<Measured>,
     pub http: Vec<Measured>,
+    /// The API server's Go runtime over each raw run, each launcher's start-up (its list of the
+    /// Jobs) and each HTTP run: where the API server's extra CPU goes.
+    pub raw_runtime: Vec<GoRuntime>,
+    pub startup_runtime: Vec<GoRuntime>,
+    pub http_runtime: Vec<GoRuntime>,
     /// The API server's and etcd's resident set (MiB) at moments of the phase.
     pub control_plane_mib: BTreeMap<String, f64>,
 }
@@ -383,7 +389,7 @@ pub async fn scale100k(client: &Client, s: &Settings) -> BenchResult<Scale> {
     record_memory(&mut scale, &moment);
     measure_startup(client, s, &ns.name, &mut scale).await?;
     measure_reads(&ns.name, &mut scale).await?;
-    measure_launches(s, &ns, &mut scale).await?;
+    measure_launches(client, s, &ns, &mut scale).await?;
     record_memory(&mut scale, "at the end");
     if let Some(pid) = cluster::control_plane_pids().get("kube-apiserver") {
         scale
@@ -452,13 +458,16 @@ async fn measure_reads(ns: &str, scale: &mut Scale) -> BenchResult<()> {
 }
 
 /// HTTP launches through the launcher against raw creates (launcher stopped), with the large
-/// population present, interleaved run by run; the launched Jobs deleted after each run.
-async fn measure_launches(s: &Settings, ns: &BenchNamespace, scale: &mut Scale) -> BenchResult<()> {
+/// population present, interleaved run by run; the launched Jobs deleted after each run. The API
+/// server's garbage collector is read over each raw run, each start-up and each HTTP run.
+async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, scale: &mut Scale) -> BenchResult<()> {
     let (c, n) = (scale.concurrency, s.jobs_at(scale.concurrency));
+    scale.launches_per_run = n;
     let pids = cluster::control_plane_pids();
     for run in 1..=s.heavy_runs {
         let factory = Arc::new(JobFactory::new("idle", &ns.name, false)?);
         let api: Api<Job> = ns.api();
+        let go_before = GoRuntime::read(client).await?;
         let raw = phases::measure(&pids, None, n, c, move |_| {
             let (api, factory) = (api.clone(), factory.clone());
             async move {
@@ -467,14 +476,20 @@ async fn measure_launches(s: &Settings, ns: &BenchNamespace, scale: &mut Scale) 
             }
         })
         .await;
+        let raw_runtime = GoRuntime::read(client).await?.since(&go_before);
         note(format!("  run {run}: raw creates c={c} with {} Jobs: {}", scale.large, raw.summary()));
+        note(format!("    API server per 1,000: {}", runtime_summary(&raw_runtime.per_1000(n))));
         delete_launched(ns).await?;
+        let go_before = GoRuntime::read(client).await?;
         let launcher = Launcher::start(&ns.name, &[]).await?;
         launcher.wait_ready(Duration::from_secs(300)).await?;
+        let startup_runtime = GoRuntime::read(client).await?.since(&go_before);
         let post = phases::post_op(&launcher, r#"{"template":"idle"}"#);
         closed_loop(c * 2, c, post.clone()).await;
         let profiler = phases::Profiler::start(&launcher, c);
+        let go_before = GoRuntime::read(client).await?;
         let http = phases::measure(&pids, Some(&launcher), n, c, post).await;
+        let http_runtime = GoRuntime::read(client).await?.since(&go_before);
         if let Some(p) = profiler {
             p.stop();
         }
@@ -485,14 +500,24 @@ async fn measure_launches(s: &Settings, ns: &BenchNamespace, scale: &mut Scale) 
             http.summary(),
             100.0 * http.load.per_second() / raw.load.per_second()
         ));
+        note(format!("    API server over the launcher's start-up: {}", runtime_summary(&startup_runtime)));
+        note(format!("    API server per 1,000: {}", runtime_summary(&http_runtime.per_1000(n))));
         delete_launched(ns).await?;
         if raw.load.errors > 0 || http.load.errors > 0 {
             return Err(format!("launches failed: {:?} {:?}", raw.load.first_error, http.load.first_error).into());
         }
         scale.raw.push(raw);
         scale.http.push(http);
+        scale.raw_runtime.push(raw_runtime);
+        scale.startup_runtime.push(startup_runtime);
+        scale.http_runtime.push(http_runtime);
     }
     Ok(())
+}
+
+/// What the API server allocated and collected over a run.
+fn runtime_summary(r: &GoRuntime) -> String {
+    format!("{:.0} MiB allocated, {:.1} GC cycles", r.allocated_mib, r.gc_cycles)
 }
 
 /// Deletes the Jobs launched by a measurement (source `http`; the population's are `cli`).

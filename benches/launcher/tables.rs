@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Settings,
+    cluster::GoRuntime,
     phases::{self, Measured, Pair, StartRun},
     report::{Goal, Row},
     scale::Scale,
@@ -337,6 +338,7 @@ impl Report {
                          "page_p99_ms": stats::percentile(&sc.walk.page_ms, 99.0)},
                 "raw_creates": sc.raw.iter().map(measured_json).collect::<Vec<_>>(),
                 "http": sc.http.iter().map(measured_json).collect::<Vec<_>>(),
+                "apiserver_go_runtime": {"raw": sc.raw_runtime, "startup": sc.startup_runtime, "http": sc.http_runtime},
                 "control_plane_mib": sc.control_plane_mib,
             }),
         );
@@ -440,9 +442,11 @@ fn scale_read_rows(sc: &Scale) -> Vec<Row> {
 
 fn scale_launch_rows(sc: &Scale) -> Vec<Row> {
     let (sec, large, c) = ("scale", thousands(sc.large), sc.concurrency);
+    let n = sc.launches_per_run;
     let pairs: Vec<(&Measured, &Measured)> = sc.raw.iter().zip(&sc.http).collect();
     let apiserver = |m: &Measured| m.cpu_per_1000("kube-apiserver").unwrap_or(0.0);
     let etcd = |m: &Measured| m.cpu_per_1000("etcd").unwrap_or(0.0);
+    let machine = |m: &Measured| m.machine_cpu_per_1000().unwrap_or(0.0);
     vec![
         Row::new(
             sec,
@@ -479,7 +483,42 @@ fn scale_launch_rows(sc: &Scale) -> Vec<Row> {
             each(&pairs, |(r, h)| apiserver(h) - apiserver(r)),
         ),
         Row::new(sec, "etcd CPU per 1,000: extra with the launcher", "s", each(&pairs, |(r, h)| etcd(h) - etcd(r))),
+        Row::new(
+            sec,
+            "API server allocated per 1,000 raw creates",
+            "MiB",
+            per_1000(&sc.raw_runtime, n, |g| g.allocated_mib),
+        ),
+        Row::new(
+            sec,
+            "API server allocated per 1,000 HTTP launches",
+            "MiB",
+            per_1000(&sc.http_runtime, n, |g| g.allocated_mib),
+        ),
+        Row::new(sec, "API server GC cycles in a raw run", "", each(&sc.raw_runtime, |g| g.gc_cycles)),
+        Row::new(sec, "API server GC cycles in an HTTP run", "", each(&sc.http_runtime, |g| g.gc_cycles)),
+        Row::new(
+            sec,
+            format!("API server allocated over a launcher's start-up (its list of {large} Jobs)"),
+            "MiB",
+            each(&sc.startup_runtime, |g| g.allocated_mib),
+        ),
+        Row::new(sec, "busy cores over a raw run (of the machine's)", "", each(&sc.raw, Measured::busy_cores)),
+        Row::new(sec, "busy cores over an HTTP run", "", each(&sc.http, Measured::busy_cores)),
+        Row::new(sec, "machine CPU per 1,000 raw creates (every process)", "s", each(&sc.raw, machine)),
+        Row::new(sec, "machine CPU per 1,000 HTTP launches (every process)", "s", each(&sc.http, machine)),
+        Row::new(
+            sec,
+            "ratio the machine's CPU per Job allows (raw's CPU per Job over HTTP's)",
+            "%",
+            each(&pairs, |(r, h)| machine(r) / machine(h)),
+        ),
     ]
+}
+
+/// A Go runtime figure of each run, per 1,000 of the run's `n` operations.
+fn per_1000(runs: &[GoRuntime], n: usize, figure: impl Fn(&GoRuntime) -> f64) -> Vec<f64> {
+    runs.iter().map(|g| figure(&g.per_1000(n))).collect()
 }
 
 impl Report {

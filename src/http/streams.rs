@@ -63,13 +63,27 @@ enum Next {
     Nothing,
 }
 
+/// While events keep coming, a stream writes at most once per this long: the events of a burst
+/// go out together (up to `BATCH`) instead of one write each. With 1,000 streams open every
+/// change costs 1,000 writes (and wakes 1,000 readers), so a burst of changes would otherwise
+/// take the launcher's cores from the launches and from the streams themselves. An event after
+/// a quiet spell goes out at once; one in a burst waits at most this long.
+const PACE: Duration = Duration::from_millis(10);
+
 /// A stream's state between two frames.
 struct Loop<S, F> {
     pending: std::collections::VecDeque<Bytes>,
     ended: bool,
+    /// When the stream last wrote an event, for `PACE`.
+    last_write: Option<tokio::time::Instant>,
+    /// When the launcher saw each Job event of the frame being put together: its delay is
+    /// recorded when the frame goes out.
+    unsent: Vec<tokio::time::Instant>,
     heartbeat: tokio::time::Interval,
     events: broadcast::Receiver<Arc<StreamEvent>>,
-    stop: watch::Receiver<bool>,
+    /// Resolves at shutdown. Made once, not per wait: each wait would otherwise join and leave
+    /// the shutdown signal's list of waiters, one lock each that every stream shares.
+    stop: futures::future::BoxFuture<'static, ()>,
     state: S,
     step: F,
     /// Held while the stream is open: its slot among `--max-streams`.
@@ -80,8 +94,8 @@ impl<S, F> Loop<S, F>
 where
     F: FnMut(&mut S, Result<Arc<StreamEvent>, broadcast::error::RecvError>) -> Next,
 {
-    /// Lets `step` decide what an event means; an event it sends counts in the stream delay
-    /// (the frame goes to the connection in this same poll).
+    /// Lets `step` decide what an event means; a Job event it sends counts in the stream delay
+    /// when its frame goes out (`written`).
     fn decide(&mut self, received: Result<Arc<StreamEvent>, broadcast::error::RecvError>) -> Next {
         let seen = match &received {
             Ok(event) => match &**event {
@@ -92,9 +106,23 @@ where
         };
         let next = (self.step)(&mut self.state, received);
         if let (Some(seen), Next::Send(_) | Next::SendAndEnd(_)) = (seen, &next) {
-            self.slot.sent(seen);
+            self.unsent.push(seen);
         }
         next
+    }
+
+    /// Until when the next write waits: the rest of `PACE` after the last write, if any.
+    fn paced_until(&self) -> Option<tokio::time::Instant> {
+        self.last_write.map(|last| last + PACE).filter(|until| tokio::time::Instant::now() < *until)
+    }
+
+    /// The frame being returned goes to the connection in this same poll: its events' delays
+    /// end now.
+    fn written(&mut self) {
+        for seen in self.unsent.drain(..) {
+            self.slot.sent(seen);
+        }
+        self.last_write = Some(tokio::time::Instant::now());
     }
 }
 
@@ -116,9 +144,15 @@ where
     let start = Loop {
         pending: first.into(),
         ended: ends_after_first,
+        last_write: None,
+        unsent: Vec::new(),
         heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT),
         events,
-        stop,
+        stop: Box::pin(async move {
+            let mut stop = stop;
+            // A dropped sender is a shutdown too.
+            let _ = stop.wait_for(|s| *s).await;
+        }),
         state,
         step,
         slot,
@@ -134,7 +168,7 @@ where
             let woken = tokio::select! {
                 received = this.events.recv() => Ok(received),
                 _ = this.heartbeat.tick() => Err(Next::Send(Bytes::from_static(HEARTBEAT_FRAME))),
-                _ = this.stop.wait_for(|s| *s) => Err(Next::SendAndEnd(end_frame(
+                () = &mut this.stop => Err(Next::SendAndEnd(end_frame(
                     "shutdown",
                     "the launcher is shutting down; reconnect to another replica",
                 ))),
@@ -143,11 +177,16 @@ where
             let next = woken.map_or_else(|next| next, |received| this.decide(received));
             match next {
                 Next::Send(frame) => {
+                    if let Some(until) = this.paced_until() {
+                        tokio::time::sleep_until(until).await;
+                    }
                     let frame = drain_waiting(&mut this, frame);
+                    this.written();
                     return Some((Ok(frame), this));
                 }
                 Next::SendAndEnd(frame) => {
                     this.ended = true;
+                    this.written();
                     return Some((Ok(frame), this));
                 }
                 Next::End => return None,
@@ -431,6 +470,41 @@ mod tests {
         assert_eq!(sent.concat(), b"mine;mine;queue;");
         assert_eq!(delay.count(), 2, "the two Job events sent, not the one filtered out nor the queue's");
         assert!((delay.sum() - 0.4).abs() < 1e-3, "each 200 ms after the launcher saw it: {}", delay.sum());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_in_a_burst_wait_for_the_pace_and_go_out_together_and_count_their_wait() {
+        use futures::StreamExt;
+        let (sender, events) = broadcast::channel::<Arc<StreamEvent>>(16);
+        let (_stop_tx, stop) = watch::channel(false);
+        let delay = Histogram::new([0.001, 1.0]);
+        let start = tokio::time::Instant::now();
+        let event = |name: &str| {
+            let view = Box::new(job_view("ns", &record(name), &[]));
+            let seen = tokio::time::Instant::now();
+            Arc::new(StreamEvent::Job { view, id: 1, frame: Bytes::from(name.to_string()), seen })
+        };
+        let step = |_: &mut (), received: Result<Arc<StreamEvent>, broadcast::error::RecvError>| match received {
+            Ok(event) => match &*event {
+                StreamEvent::Job { frame, .. } | StreamEvent::Queue { frame } => Next::Send(frame.clone()),
+            },
+            Err(_) => Next::End,
+        };
+        let stream = stream_loop(Vec::new(), false, events, stop, slot(delay.clone()), (), step);
+        let written = tokio::spawn(stream.map(move |c| (start.elapsed(), c.expect("infallible"))).collect::<Vec<_>>());
+        let ms = Duration::from_millis;
+        for (at, name) in [(0, "a"), (1, "b"), (2, "c"), (102, "d")] {
+            tokio::time::sleep_until(start + ms(at)).await;
+            sender.send(event(name)).expect("send");
+        }
+        tokio::time::sleep(ms(1)).await;
+        drop(sender);
+        let written = written.await.expect("the stream ends");
+        let expected = [(0, "a"), (PACE.as_millis() as u64, "bc"), (102, "d")].map(|(at, s)| (ms(at), Bytes::from(s)));
+        assert_eq!(written, expected, "a at once, b and c together a pace after a, d after a quiet spell at once");
+        assert_eq!(delay.count(), 4);
+        let waited = (PACE - ms(1)) + (PACE - ms(2));
+        assert!((delay.sum() - waited.as_secs_f64()).abs() < 1e-6, "b and c count their wait: {}", delay.sum());
     }
 
     #[test]
