@@ -18,7 +18,7 @@ use crate::{
     admission::{self, Caps},
     api::{JobView, LaunchRequest, MAX_KEY_LEN},
     error::{Error, Result, is_transient_kube_error},
-    jobs::{JobIndex, index::job_record, job_view, remote},
+    jobs::{JobIndex, index::slim_job_record, job_view, remote, slim::SlimJob},
     keys,
     leader::Leadership,
     telemetry::{LaunchLabels, Metrics, SourceLabels},
@@ -311,15 +311,13 @@ impl Launcher {
         if let Some(found) = self.legacy_job(&prepared, request, origin)? {
             return Ok(found);
         }
-        let api: Api<Job> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
+        let api: Api<SlimJob> = Api::namespaced(self.inner.client.clone(), &self.inner.namespace);
         let mut backoff = Backoff::new(deadline);
         let deadline = backoff.deadline;
         // Set once a create may have reached the server without us hearing back.
         let mut maybe_created = false;
         loop {
-            let job: Job = serde_json::from_value(prepared.manifest.clone())
-                .map_err(|e| Error::JobRejected(format!("the rendered manifest is not a Job: {e}")))?;
-            match within(deadline, api.create(&PostParams::default(), &job)).await {
+            match within(deadline, self.post_job(&api, &prepared.manifest)).await {
                 Ok(created) => {
                     self.inner.jobs.observe_created(&created);
                     return Ok(Launched::Created(self.view_of(&created)));
@@ -389,7 +387,23 @@ impl Launcher {
         Ok(self.inner.jobs.view(legacy).map(Launched::Existing))
     }
 
-    async fn get_job(&self, api: &Api<Job>, name: &str, backoff: &mut Backoff) -> Result<Option<Job>> {
+    /// Creates the Job of a rendered manifest, sent as it is, and decodes of the answer only what
+    /// the index reads. A template is refused at load unless every rendering of it is a Job
+    /// (`Template::check_renders`: parameters fill strings only), so the manifest is not turned
+    /// into a `Job` and back on its way; the API server checks it again. Building and dropping
+    /// the full `Job` each way cost about a seventh of a launch's CPU (a profile of 2,000
+    /// launches: 6 % decoding the answer, 3 % converting the manifest, 3 % dropping them).
+    async fn post_job(&self, api: &Api<SlimJob>, manifest: &Value) -> kube::Result<SlimJob> {
+        let body = serde_json::to_vec(manifest).map_err(kube::Error::SerdeError)?;
+        let mut request = kube::core::Request::new(api.resource_url())
+            .create(&PostParams::default(), body)
+            .map_err(kube::Error::BuildRequest)?;
+        // As `Api::create` names its requests, for the client's tracing and metrics.
+        request.extensions_mut().insert("create");
+        self.inner.client.request::<SlimJob>(request).await
+    }
+
+    async fn get_job(&self, api: &Api<SlimJob>, name: &str, backoff: &mut Backoff) -> Result<Option<SlimJob>> {
         loop {
             match within(backoff.deadline, api.get_opt(name)).await {
                 Ok(job) => return Ok(job),
@@ -441,10 +455,10 @@ impl Launcher {
         Ok(view)
     }
 
-    fn view_of(&self, job: &Job) -> JobView {
+    fn view_of(&self, job: &SlimJob) -> JobView {
         let name = job.metadata.name.clone().unwrap_or_default();
         self.inner.jobs.view(&name).unwrap_or_else(|| {
-            let record = job_record(job).unwrap_or_else(|| crate::jobs::JobRecord::named(&name));
+            let record = slim_job_record(job).unwrap_or_else(|| crate::jobs::JobRecord::named(&name));
             job_view(&self.inner.namespace, &record, &[])
         })
     }

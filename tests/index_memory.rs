@@ -123,7 +123,7 @@ fn an_indexed_job_costs_about_half_a_kib_of_heap() {
     let index = JobIndex::new("bench");
     let start = HEAP.load(Ordering::Relaxed);
     for job in &jobs {
-        index.observe_created(job);
+        index.observe_created(&job.into());
     }
     let total = HEAP.load(Ordering::Relaxed) - start;
     let per_job = total as f64 / JOBS as f64;

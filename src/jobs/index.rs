@@ -564,8 +564,8 @@ impl JobIndex {
     /// create sees it even before the watch delivers it. A record of the same Job (same UID) the
     /// watch already has is left alone: it is at least as new; a record of an earlier Job of the
     /// same name (a keyed relaunch after TTL cleanup) is replaced.
-    pub fn observe_created(&self, job: &Job) {
-        if let Some(record) = job_record(job) {
+    pub fn observe_created(&self, job: &SlimJob) {
+        if let Some(record) = slim_job_record(job) {
             self.change(|s| match s.job(&record.name) {
                 Some(known) if known.uid == record.uid => Touched::default(),
                 _ => {
@@ -818,7 +818,7 @@ pub fn job_record(job: &Job) -> Option<JobRecord> {
 }
 
 /// The record of a Job as the watch decodes it.
-fn slim_job_record(job: &SlimJob) -> Option<JobRecord> {
+pub fn slim_job_record(job: &SlimJob) -> Option<JobRecord> {
     record_of(&job.metadata, job.suspend, job.status.as_ref())
 }
 
@@ -1219,16 +1219,16 @@ mod tests {
     #[test]
     fn a_job_created_again_under_its_name_replaces_the_old_record_and_the_same_job_does_not() {
         let index = JobIndex::new("ns");
-        index.observe_created(&created("k-1", "old", true));
+        index.observe_created(&(&created("k-1", "old", true)).into());
         assert_eq!(index.view("k-1").map(|v| v.state), Some(JobState::Succeeded));
-        index.observe_created(&created("k-1", "new", false));
+        index.observe_created(&(&created("k-1", "new", false)).into());
         assert_eq!(
             index.record("k-1").and_then(|r| r.uid).map(|u| u.to_string()).as_deref(),
             Some("new"),
             "another Job: replaced"
         );
         assert_eq!(index.view("k-1").map(|v| v.state), Some(JobState::Pending));
-        index.observe_created(&created("k-1", "new", true));
+        index.observe_created(&(&created("k-1", "new", true)).into());
         assert_eq!(index.view("k-1").map(|v| v.state), Some(JobState::Pending), "the watch's record stays");
     }
 
