@@ -340,6 +340,9 @@ pub struct Scale {
     pub concurrency: usize,
     pub launches_per_run: usize,
     pub raw: Vec<Measured>,
+    /// Raw creates after a bare streamed list of the population and a warm-up, as each HTTP run
+    /// follows the launcher's start-up list.
+    pub raw_after_list: Vec<Measured>,
     pub http: Vec<Measured>,
     /// The API server's Go runtime over each raw run, each launcher's start-up (its list of the
     /// Jobs) and each HTTP run: where the API server's extra CPU goes.
@@ -465,20 +468,20 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
     scale.launches_per_run = n;
     let pids = cluster::control_plane_pids();
     for run in 1..=s.heavy_runs {
-        let factory = Arc::new(JobFactory::new("idle", &ns.name, false)?);
-        let api: Api<Job> = ns.api();
+        let create = raw_create(ns)?;
         let go_before = GoRuntime::read(client).await?;
-        let raw = phases::measure(&pids, None, n, c, move |_| {
-            let (api, factory) = (api.clone(), factory.clone());
-            async move {
-                let job = factory.job(&[], 0).map_err(|e| e.to_string())?;
-                api.create(&PostParams::default(), &job).await.map(drop).map_err(|e| e.to_string())
-            }
-        })
-        .await;
+        let raw = phases::measure(&pids, None, n, c, create.clone()).await;
         let raw_runtime = GoRuntime::read(client).await?.since(&go_before);
         note(format!("  run {run}: raw creates c={c} with {} Jobs: {}", scale.large, raw.summary()));
         note(format!("    API server per 1,000: {}", runtime_summary(&raw_runtime.per_1000(n))));
+        delete_launched(ns).await?;
+        // The same raw creates as the HTTP run's timeline has them: after a streamed list of the
+        // 100,000 (the launcher's start-up) and a warm-up. What the API server does after such
+        // a list then weighs on both.
+        bare_list(client, &ns.name, None).await?;
+        closed_loop(c * 2, c, create.clone()).await;
+        let after_list = phases::measure(&pids, None, n, c, create).await;
+        note(format!("  run {run}: raw creates c={c} right after a bare streamed list: {}", after_list.summary()));
         delete_launched(ns).await?;
         let go_before = GoRuntime::read(client).await?;
         let launcher = Launcher::start(&ns.name, &[]).await?;
@@ -507,12 +510,31 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
             return Err(format!("launches failed: {:?} {:?}", raw.load.first_error, http.load.first_error).into());
         }
         scale.raw.push(raw);
+        scale.raw_after_list.push(after_list);
         scale.http.push(http);
         scale.raw_runtime.push(raw_runtime);
         scale.startup_runtime.push(startup_runtime);
         scale.http_runtime.push(http_runtime);
     }
     Ok(())
+}
+
+/// One raw create of the bench's `idle` Job, as the launcher would render it (source `http`, so
+/// that `delete_launched` removes it).
+fn raw_create(
+    ns: &BenchNamespace,
+) -> BenchResult<
+    impl Fn(usize) -> futures::future::BoxFuture<'static, Result<(), String>> + Clone + Send + Sync + 'static,
+> {
+    let factory = Arc::new(JobFactory::new("idle", &ns.name, false)?);
+    let api: Api<Job> = ns.api();
+    Ok(move |_| {
+        let (api, factory) = (api.clone(), factory.clone());
+        Box::pin(async move {
+            let job = factory.job(&[], 0).map_err(|e| e.to_string())?;
+            api.create(&PostParams::default(), &job).await.map(drop).map_err(|e| e.to_string())
+        }) as futures::future::BoxFuture<'static, Result<(), String>>
+    })
 }
 
 /// What the API server allocated and collected over a run.

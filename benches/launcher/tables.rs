@@ -337,6 +337,7 @@ impl Report {
                          "total_ms": ms(sc.walk.took), "page_p50_ms": stats::percentile(&sc.walk.page_ms, 50.0),
                          "page_p99_ms": stats::percentile(&sc.walk.page_ms, 99.0)},
                 "raw_creates": sc.raw.iter().map(measured_json).collect::<Vec<_>>(),
+                "raw_creates_after_list": sc.raw_after_list.iter().map(measured_json).collect::<Vec<_>>(),
                 "http": sc.http.iter().map(measured_json).collect::<Vec<_>>(),
                 "apiserver_go_runtime": {"raw": sc.raw_runtime, "startup": sc.startup_runtime, "http": sc.http_runtime},
                 "control_plane_mib": sc.control_plane_mib,
@@ -467,6 +468,28 @@ fn scale_launch_rows(sc: &Scale) -> Vec<Row> {
             each(&pairs, |(r, h)| h.load.per_second() / r.load.per_second()),
         )
         .goal(Goal::AtLeast(0.9)),
+        Row::new(
+            sec,
+            format!(
+                "raw creates c={c} right after a bare streamed list of the {large} (as HTTP follows the launcher's): Jobs/s"
+            ),
+            "",
+            each(&sc.raw_after_list, |m| m.load.per_second()),
+        ),
+        Row::new(
+            sec,
+            "HTTP launches: ratio to raw creates right after a bare list",
+            "%",
+            each(&sc.raw_after_list.iter().zip(&sc.http).collect::<Vec<_>>(), |(r, h)| {
+                h.load.per_second() / r.load.per_second()
+            }),
+        ),
+        Row::new(
+            sec,
+            "API server CPU per 1,000 raw creates right after a bare list",
+            "s",
+            each(&sc.raw_after_list, apiserver),
+        ),
         Row::new(sec, format!("HTTP launches c={c}: p99"), "ms", each(&sc.http, |m| m.p(99.0))),
         Row::new(
             sec,
