@@ -391,7 +391,7 @@ impl Launcher {
     /// the index reads. A template is refused at load unless every rendering of it is a Job
     /// (`Template::check_renders`: parameters fill strings only), so the manifest is not turned
     /// into a `Job` and back on its way; the API server checks it again. Building and dropping
-    /// the full `Job` each way cost about a seventh of a launch's CPU (a profile of 2,000
+    /// the full `Job` each way cost about an eighth of a launch's CPU (a profile of 2,000
     /// launches: 6 % decoding the answer, 3 % converting the manifest, 3 % dropping them).
     async fn post_job(&self, api: &Api<SlimJob>, manifest: &Value) -> kube::Result<SlimJob> {
         let body = serde_json::to_vec(manifest).map_err(kube::Error::SerdeError)?;
