@@ -454,21 +454,15 @@ pub fn cpu_delta(before: &BTreeMap<&'static str, f64>, after: &BTreeMap<&'static
 
 /// The API server's Go runtime as its `/metrics` reports it: what it allocates and how often it
 /// collects, beside the process's CPU that `/proc` gives. Counters; `since` makes a run's share.
-/// The runtime updates its CPU estimates only at the end of each GC cycle, so over a run with
-/// no cycle they read zero: the allocations and the cycles are the figures to compare runs by.
+/// (Its `go_cpu_classes_*` estimates are left out: the runtime updates them only at the end of a
+/// GC cycle, so over a run with no cycle they read zero.)
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct GoRuntime {
-    /// CPU seconds the collector used (marking, assists, pauses), as the runtime estimates them.
-    pub gc_cpu_s: f64,
-    /// CPU seconds of the program itself (the runtime's estimate, without the collector).
-    pub user_cpu_s: f64,
     pub allocated_mib: f64,
     pub gc_cycles: f64,
 }
 
 impl GoRuntime {
-    const GC_CPU: &str = "go_cpu_classes_gc_total_cpu_seconds_total";
-    const USER_CPU: &str = "go_cpu_classes_user_cpu_seconds_total";
     const ALLOCATED: &str = "go_gc_heap_allocs_bytes_total";
     const CYCLES: &str = "go_gc_cycles_total_gc_cycles_total";
 
@@ -479,12 +473,7 @@ impl GoRuntime {
                 .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
                 .ok_or_else(|| format!("the API server's /metrics has no {name}").into())
         };
-        Ok(Self {
-            gc_cpu_s: value(Self::GC_CPU)?,
-            user_cpu_s: value(Self::USER_CPU)?,
-            allocated_mib: value(Self::ALLOCATED)? / (1024.0 * 1024.0),
-            gc_cycles: value(Self::CYCLES)?,
-        })
+        Ok(Self { allocated_mib: value(Self::ALLOCATED)? / (1024.0 * 1024.0), gc_cycles: value(Self::CYCLES)? })
     }
 
     pub async fn read(client: &Client) -> BenchResult<Self> {
@@ -493,35 +482,23 @@ impl GoRuntime {
     }
 
     pub fn since(&self, before: &Self) -> Self {
-        Self {
-            gc_cpu_s: self.gc_cpu_s - before.gc_cpu_s,
-            user_cpu_s: self.user_cpu_s - before.user_cpu_s,
-            allocated_mib: self.allocated_mib - before.allocated_mib,
-            gc_cycles: self.gc_cycles - before.gc_cycles,
-        }
+        Self { allocated_mib: self.allocated_mib - before.allocated_mib, gc_cycles: self.gc_cycles - before.gc_cycles }
     }
 
     /// The figures per 1,000 of `n` operations.
     pub fn per_1000(&self, n: usize) -> Self {
         let f = 1000.0 / n.max(1) as f64;
-        Self {
-            gc_cpu_s: self.gc_cpu_s * f,
-            user_cpu_s: self.user_cpu_s * f,
-            allocated_mib: self.allocated_mib * f,
-            gc_cycles: self.gc_cycles * f,
-        }
+        Self { allocated_mib: self.allocated_mib * f, gc_cycles: self.gc_cycles * f }
     }
 
     /// `parse` reads the figures by their exact names (not a longer name that starts alike), and
     /// refuses a page that lacks one.
     pub fn self_check() {
-        let page = "go_cpu_classes_gc_total_cpu_seconds_total_x 9\n\
-                    go_cpu_classes_gc_total_cpu_seconds_total 2.5\n\
-                    go_cpu_classes_user_cpu_seconds_total 10\n\
+        let page = "go_gc_heap_allocs_bytes_total_x 9\n\
                     go_gc_heap_allocs_bytes_total 1.048576e+08\n\
                     go_gc_cycles_total_gc_cycles_total 7\n";
         let r = Self::parse(page).expect("a full page parses");
-        assert_eq!((r.gc_cpu_s, r.user_cpu_s, r.allocated_mib, r.gc_cycles), (2.5, 10.0, 100.0, 7.0));
+        assert_eq!((r.allocated_mib, r.gc_cycles), (100.0, 7.0));
         assert!(Self::parse("go_gc_cycles_total_gc_cycles_total 7\n").is_err());
     }
 }

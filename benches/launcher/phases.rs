@@ -46,15 +46,19 @@ impl Measured {
         (n > 0).then(|| self.cpu.get(process).copied().unwrap_or(0.0) * 1000.0 / n as f64)
     }
 
-    /// The whole machine's CPU seconds per 1,000 Jobs: every process measured and the rest.
+    /// The whole machine's CPU seconds over the run: every process measured and the rest.
+    fn machine_cpu_s(&self) -> f64 {
+        self.cpu.values().sum()
+    }
+
     pub fn machine_cpu_per_1000(&self) -> Option<f64> {
         let n = self.load.latencies_ms.len();
-        (n > 0).then(|| self.cpu.values().sum::<f64>() * 1000.0 / n as f64)
+        (n > 0).then(|| self.machine_cpu_s() * 1000.0 / n as f64)
     }
 
     /// How many cores the machine kept busy over the run, on average.
     pub fn busy_cores(&self) -> f64 {
-        self.cpu.values().sum::<f64>() / self.load.wall.as_secs_f64().max(1e-9)
+        self.machine_cpu_s() / self.load.wall.as_secs_f64().max(1e-9)
     }
 
     pub fn summary(&self) -> String {

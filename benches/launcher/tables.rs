@@ -445,6 +445,8 @@ fn scale_launch_rows(sc: &Scale) -> Vec<Row> {
     let (sec, large, c) = ("scale", thousands(sc.large), sc.concurrency);
     let n = sc.launches_per_run;
     let pairs: Vec<(&Measured, &Measured)> = sc.raw.iter().zip(&sc.http).collect();
+    let after_list_pairs: Vec<(&Measured, &Measured)> = sc.raw_after_list.iter().zip(&sc.http).collect();
+    let rate_ratio = |(r, h): &(&Measured, &Measured)| h.load.per_second() / r.load.per_second();
     let apiserver = |m: &Measured| m.cpu_per_1000("kube-apiserver").unwrap_or(0.0);
     let etcd = |m: &Measured| m.cpu_per_1000("etcd").unwrap_or(0.0);
     let machine = |m: &Measured| m.machine_cpu_per_1000().unwrap_or(0.0);
@@ -461,13 +463,7 @@ fn scale_launch_rows(sc: &Scale) -> Vec<Row> {
             "",
             each(&sc.http, |m| m.load.per_second()),
         ),
-        Row::new(
-            sec,
-            "HTTP launches: ratio to raw creates",
-            "%",
-            each(&pairs, |(r, h)| h.load.per_second() / r.load.per_second()),
-        )
-        .goal(Goal::AtLeast(0.9)),
+        Row::new(sec, "HTTP launches: ratio to raw creates", "%", each(&pairs, rate_ratio)).goal(Goal::AtLeast(0.9)),
         Row::new(
             sec,
             format!(
@@ -480,9 +476,7 @@ fn scale_launch_rows(sc: &Scale) -> Vec<Row> {
             sec,
             "HTTP launches: ratio to raw creates right after a bare list",
             "%",
-            each(&sc.raw_after_list.iter().zip(&sc.http).collect::<Vec<_>>(), |(r, h)| {
-                h.load.per_second() / r.load.per_second()
-            }),
+            each(&after_list_pairs, rate_ratio),
         ),
         Row::new(
             sec,
