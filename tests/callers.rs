@@ -437,11 +437,12 @@ fn mount_secret_version(dir: &Path, version: &str, cert: &str) {
 }
 
 fn client_trusting(dir: &Path, ca: &str) -> reqwest::Client {
+    trusting(reqwest::Client::builder(), dir, ca).build().expect("client")
+}
+
+fn trusting(client: reqwest::ClientBuilder, dir: &Path, ca: &str) -> reqwest::ClientBuilder {
     let pem = std::fs::read(dir.join(format!("{ca}.crt"))).expect("ca");
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a CA certificate"))
-        .build()
-        .expect("client")
+    client.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a CA certificate"))
 }
 
 #[tokio::test]
@@ -460,7 +461,10 @@ async fn tls_serves_with_a_test_ca_and_picks_up_a_certificate_renewed_by_a_symli
     let url = format!("https://localhost:{port}/v1/templates");
 
     let templates = client_trusting(&dir, "ca-one").get(&url).send().await.expect("TLS with the first CA");
-    assert_eq!(templates.status(), StatusCode::OK);
+    assert_eq!((templates.status(), templates.version()), (StatusCode::OK, reqwest::Version::HTTP_2), "h2 by ALPN");
+    let http1 = trusting(reqwest::Client::builder().http1_only(), &dir, "ca-one").build().expect("client");
+    let templates = http1.get(&url).send().await.expect("TLS, HTTP/1.1 only");
+    assert_eq!((templates.status(), templates.version()), (StatusCode::OK, reqwest::Version::HTTP_11));
     assert!(client_trusting(&dir, "ca-two").get(&url).send().await.is_err(), "not yet the second certificate");
     assert!(reqwest::get(url.replace("https", "http")).await.is_err_or_not_ok(), "no plain HTTP on a TLS port");
 

@@ -54,6 +54,45 @@ async fn a_client_that_sends_its_headers_a_byte_a_second_is_cut_off() {
 }
 
 #[tokio::test]
+async fn http2_with_prior_knowledge_is_served_and_half_a_preface_is_cut_off() {
+    let (_ns, app) = setup(&["--header-read-timeout", "2s"]).await;
+    let h2c = reqwest::Client::builder().http2_prior_knowledge().build().expect("client");
+    let answer = h2c.get(app.url("/v1/templates")).send().await.expect("HTTP/2 without TLS");
+    assert_eq!((answer.status(), answer.version()), (StatusCode::OK, reqwest::Version::HTTP_2));
+
+    // The launcher tells HTTP/2 from HTTP/1 by the first bytes; a client that sends some of the
+    // preface and stops is held to the same deadline as a slow request head.
+    let mut stream = tokio::net::TcpStream::connect(host_port(&app.base)).await.expect("connect");
+    stream.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the connection is closed, not answered: {read:?}");
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(1500) && after < Duration::from_secs(5),
+        "cut off after {after:?}, not at 2s"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_does_not_hold_up_shutdown() {
+    let (_ns, app) = setup(&["--header-read-timeout", "60s"]).await;
+    let mut silent = tokio::net::TcpStream::connect(host_port(&app.base)).await.expect("connect");
+    let mut half_preface = tokio::net::TcpStream::connect(host_port(&app.base)).await.expect("connect");
+    half_preface.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+    // Both are accepted and waiting for their first bytes to decide the protocol when the
+    // launcher is told to stop: it closes them rather than waiting out the 60 s deadline.
+    let stopped = tokio::time::timeout(Duration::from_secs(20), app.stop()).await;
+    assert!(stopped.is_ok(), "the launcher waited for connections with no request");
+    for stream in [&mut silent, &mut half_preface] {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed at shutdown: {read:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_body_sent_too_slowly_gets_408_and_oversized_headers_431() {
     let (_ns, app) = setup(&["--request-timeout", "2s"]).await;
     let mut stream = tokio::net::TcpStream::connect(host_port(&app.base)).await.expect("connect");

@@ -389,6 +389,17 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / clock_ticks())
 }
 
+/// Seconds the threads of `pid` have spent runnable but waiting for a core (the run-queue wait
+/// of `/proc/PID/task/*/schedstat`, its second field, in ns), summed over the threads alive now.
+pub fn run_queue_wait_seconds(pid: u32) -> Option<f64> {
+    let mut waited_ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else { continue };
+        waited_ns += stat.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    }
+    Some(waited_ns as f64 / 1e9)
+}
+
 fn clock_ticks() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {

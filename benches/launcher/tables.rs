@@ -593,14 +593,21 @@ impl Report {
                 one(w.gross_cpu_us_per_event()),
             ),
             Row::new(sec, "launches with the streams open: until quiet", "s", one(w.streamed_s)),
+            Row::new(
+                sec,
+                "launcher's threads runnable, waiting for a core, over those launches",
+                "s",
+                one(w.streamed_waited_s),
+            ),
         ]);
-        if let Some((delays, cpu)) = &w.prioritised {
+        if let Some((delays, pass)) = &w.prioritised {
             let label = |what: &str| format!("again, the launcher at nice {}: {what}", crate::watchers::PRIORITY);
             self.rows.extend([
                 Row::new(sec, label("launcher's delay p50"), "ms", one(delays.quantile(0.5) * 1e3)),
                 Row::new(sec, label("launcher's delay p99"), "ms", one(delays.quantile(0.99) * 1e3)),
                 Row::new(sec, label("launcher's delay within 50 ms"), "%", one(delays.share_within(0.05))),
-                Row::new(sec, label("launcher CPU"), "s", one(cpu.get("launcher").copied().unwrap_or(0.0))),
+                Row::new(sec, label("launcher CPU"), "s", one(pass.cpu.get("launcher").copied().unwrap_or(0.0))),
+                Row::new(sec, label("launcher's threads waiting for a core"), "s", one(pass.launcher_waited_s)),
             ]);
         }
         // Where the machine's two cores went meanwhile (the bench is the stream clients).
@@ -624,11 +631,12 @@ impl Report {
                 "delay_max_ms": stats::percentile(&w.delays_ms, 100.0),
                 "launcher_delay_buckets": ld.buckets.iter().map(|(le, n)| json!([if le.is_finite() { json!(le) } else { json!("+Inf") }, n])).collect::<Vec<_>>(),
                 "launcher_delay_p50_ms": ld.quantile(0.5) * 1e3, "launcher_delay_p99_ms": ld.quantile(0.99) * 1e3,
-                "prioritised": w.prioritised.as_ref().map(|(d, cpu)| json!({
+                "prioritised": w.prioritised.as_ref().map(|(d, pass)| json!({
                     "nice": crate::watchers::PRIORITY, "delay_p50_ms": d.quantile(0.5) * 1e3,
-                    "delay_p99_ms": d.quantile(0.99) * 1e3, "within_50ms": d.share_within(0.05), "cpu_s": cpu,
+                    "delay_p99_ms": d.quantile(0.99) * 1e3, "within_50ms": d.share_within(0.05), "cpu_s": pass.cpu,
+                    "launcher_waited_s": pass.launcher_waited_s,
                 })),
-                "streamed_s": w.streamed_s, "streamed_cpu_s": w.streamed_cpu,
+                "streamed_s": w.streamed_s, "streamed_cpu_s": w.streamed_cpu, "launcher_waited_s": w.streamed_waited_s,
             }),
         );
     }

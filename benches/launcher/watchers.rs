@@ -256,9 +256,11 @@ pub struct Watchers {
     pub delays_ms: Vec<f64>,
     /// The launcher's own: its watch saw a change → a stream passed the event on (seconds).
     pub launcher_delays: Histogram,
+    /// Seconds the launcher's threads were runnable but waiting for a core, over those launches.
+    pub streamed_waited_s: f64,
     /// The same for a second pass of launches with the launcher's threads at a higher priority,
-    /// and the CPU seconds by process over it.
-    pub prioritised: Option<(Histogram, BTreeMap<String, f64>)>,
+    /// and that pass's CPU and wait for a core.
+    pub prioritised: Option<(Histogram, Pass)>,
     pub unmatched: u64,
 }
 
@@ -277,17 +279,26 @@ impl Watchers {
     }
 }
 
+/// One pass of launches: CPU seconds by process over it, and the seconds the launcher's threads
+/// were runnable but waiting for a core.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub cpu: BTreeMap<String, f64>,
+    pub launcher_waited_s: f64,
+}
+
 /// Launches `n` Jobs over HTTP (8 at a time) and waits until the bench's watch and the streams
-/// have been quiet for two seconds: CPU seconds by process over that.
+/// have been quiet for two seconds.
 async fn launch_and_settle(
     launcher: &Launcher,
     n: usize,
     versions: &VersionWatch,
     total: &AtomicU64,
-) -> BenchResult<BTreeMap<String, f64>> {
+) -> BenchResult<Pass> {
     let mut pids = cluster::control_plane_pids();
     pids.insert("launcher", launcher.pid);
     pids.insert("bench", std::process::id());
+    let waited_before = cluster::run_queue_wait_seconds(launcher.pid).unwrap_or(0.0);
     let before = cluster::cpu_snapshot(&pids);
     let run = closed_loop(n, 8, phases::post_op(launcher, r#"{"template":"idle"}"#)).await;
     if run.errors > 0 {
@@ -304,7 +315,9 @@ async fn launch_and_settle(
         }
     }
     // The two quiet seconds cost the launcher nothing measurable (heartbeats are 15 s apart).
-    Ok(cluster::cpu_delta(&before, &cluster::cpu_snapshot(&pids)))
+    let cpu = cluster::cpu_delta(&before, &cluster::cpu_snapshot(&pids));
+    let waited = cluster::run_queue_wait_seconds(launcher.pid).unwrap_or(0.0) - waited_before;
+    Ok(Pass { cpu, launcher_waited_s: waited })
 }
 
 /// Opens `n` streams (32 handshakes at a time); those that answered 200.
@@ -366,8 +379,8 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
         Ok(()) => {
             note(format!("[watchers] {jobs} more launches, the launcher at nice {PRIORITY}"));
             let before = read_launcher_delays(&launcher).await?;
-            let cpu = launch_and_settle(&launcher, jobs, &versions, &total).await?;
-            Some((read_launcher_delays(&launcher).await?.since(&before), cpu))
+            let pass = launch_and_settle(&launcher, jobs, &versions, &total).await?;
+            Some((read_launcher_delays(&launcher).await?.since(&before), pass))
         }
         Err(e) => {
             note(format!("  not run with the launcher prioritised: {e}"));
@@ -390,9 +403,10 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
         jobs,
         rss_without_mib,
         rss_idle_mib,
-        baseline_cpu_s: baseline.get("launcher").copied().unwrap_or(0.0),
-        streamed_cpu_s: streamed.get("launcher").copied().unwrap_or(0.0),
-        streamed_cpu: streamed,
+        baseline_cpu_s: baseline.cpu.get("launcher").copied().unwrap_or(0.0),
+        streamed_cpu_s: streamed.cpu.get("launcher").copied().unwrap_or(0.0),
+        streamed_waited_s: streamed.launcher_waited_s,
+        streamed_cpu: streamed.cpu,
         streamed_s,
         launcher_delays,
         prioritised,
