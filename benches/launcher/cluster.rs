@@ -389,15 +389,37 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / clock_ticks())
 }
 
-/// Seconds the threads of `pid` have spent runnable but waiting for a core (the run-queue wait
-/// of `/proc/PID/task/*/schedstat`, its second field, in ns), summed over the threads alive now.
-pub fn run_queue_wait_seconds(pid: u32) -> Option<f64> {
-    let mut waited_ns = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else { continue };
-        waited_ns += stat.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+/// How the threads of `pid` alive now have waited for a core, from `/proc/PID/task/*/schedstat`
+/// (time on a core, time runnable on a run queue, in ns; then how many times they were run).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunQueue {
+    /// Seconds runnable but waiting for a core, summed over the threads.
+    pub waited_s: f64,
+    /// Times a thread was put on a core.
+    pub runs: u64,
+}
+
+impl RunQueue {
+    pub fn read(pid: u32) -> Option<Self> {
+        let mut total = Self::default();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            // A thread that ended in between has no file any more.
+            let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else { continue };
+            let fields: Vec<u64> = stat.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+            total.waited_s += *fields.get(1)? as f64 / 1e9;
+            total.runs += *fields.get(2)?;
+        }
+        Some(total)
     }
-    Some(waited_ns as f64 / 1e9)
+
+    pub fn since(self, before: Self) -> Self {
+        Self { waited_s: self.waited_s - before.waited_s, runs: self.runs.saturating_sub(before.runs) }
+    }
+
+    /// The mean wait for a core each time a thread was run, in µs.
+    pub fn mean_wait_us(&self) -> f64 {
+        self.waited_s * 1e6 / self.runs.max(1) as f64
+    }
 }
 
 fn clock_ticks() -> f64 {

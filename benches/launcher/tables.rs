@@ -595,9 +595,15 @@ impl Report {
             Row::new(sec, "launches with the streams open: until quiet", "s", one(w.streamed_s)),
             Row::new(
                 sec,
-                "launcher's threads runnable, waiting for a core, over those launches",
+                "launcher's threads waiting for a core, over those launches",
                 "s",
-                one(w.streamed_waited_s),
+                one(w.streamed_run_queue.waited_s),
+            ),
+            Row::new(
+                sec,
+                "launcher's threads: mean wait for a core per run",
+                "µs",
+                one(w.streamed_run_queue.mean_wait_us()),
             ),
         ]);
         if let Some((delays, pass)) = &w.prioritised {
@@ -607,7 +613,13 @@ impl Report {
                 Row::new(sec, label("launcher's delay p99"), "ms", one(delays.quantile(0.99) * 1e3)),
                 Row::new(sec, label("launcher's delay within 50 ms"), "%", one(delays.share_within(0.05))),
                 Row::new(sec, label("launcher CPU"), "s", one(pass.cpu.get("launcher").copied().unwrap_or(0.0))),
-                Row::new(sec, label("launcher's threads waiting for a core"), "s", one(pass.launcher_waited_s)),
+                Row::new(
+                    sec,
+                    label("launcher's threads waiting for a core"),
+                    "s",
+                    one(pass.launcher_run_queue.waited_s),
+                ),
+                Row::new(sec, label("mean wait for a core per run"), "µs", one(pass.launcher_run_queue.mean_wait_us())),
             ]);
         }
         // Where the machine's two cores went meanwhile (the bench is the stream clients).
@@ -634,9 +646,9 @@ impl Report {
                 "prioritised": w.prioritised.as_ref().map(|(d, pass)| json!({
                     "nice": crate::watchers::PRIORITY, "delay_p50_ms": d.quantile(0.5) * 1e3,
                     "delay_p99_ms": d.quantile(0.99) * 1e3, "within_50ms": d.share_within(0.05), "cpu_s": pass.cpu,
-                    "launcher_waited_s": pass.launcher_waited_s,
+                    "launcher_waited_s": pass.launcher_run_queue.waited_s, "launcher_runs": pass.launcher_run_queue.runs,
                 })),
-                "streamed_s": w.streamed_s, "streamed_cpu_s": w.streamed_cpu, "launcher_waited_s": w.streamed_waited_s,
+                "streamed_s": w.streamed_s, "streamed_cpu_s": w.streamed_cpu, "launcher_waited_s": w.streamed_run_queue.waited_s, "launcher_runs": w.streamed_run_queue.runs,
             }),
         );
     }

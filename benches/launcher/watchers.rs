@@ -256,8 +256,8 @@ pub struct Watchers {
     pub delays_ms: Vec<f64>,
     /// The launcher's own: its watch saw a change → a stream passed the event on (seconds).
     pub launcher_delays: Histogram,
-    /// Seconds the launcher's threads were runnable but waiting for a core, over those launches.
-    pub streamed_waited_s: f64,
+    /// How the launcher's threads waited for a core over those launches.
+    pub streamed_run_queue: cluster::RunQueue,
     /// The same for a second pass of launches with the launcher's threads at a higher priority,
     /// and that pass's CPU and wait for a core.
     pub prioritised: Option<(Histogram, Pass)>,
@@ -279,12 +279,12 @@ impl Watchers {
     }
 }
 
-/// One pass of launches: CPU seconds by process over it, and the seconds the launcher's threads
-/// were runnable but waiting for a core.
+/// One pass of launches: CPU seconds by process over it, and how the launcher's threads waited
+/// for a core.
 #[derive(Debug, Default)]
 pub struct Pass {
     pub cpu: BTreeMap<String, f64>,
-    pub launcher_waited_s: f64,
+    pub launcher_run_queue: cluster::RunQueue,
 }
 
 /// Launches `n` Jobs over HTTP (8 at a time) and waits until the bench's watch and the streams
@@ -298,7 +298,7 @@ async fn launch_and_settle(
     let mut pids = cluster::control_plane_pids();
     pids.insert("launcher", launcher.pid);
     pids.insert("bench", std::process::id());
-    let waited_before = cluster::run_queue_wait_seconds(launcher.pid).unwrap_or(0.0);
+    let queued_before = cluster::RunQueue::read(launcher.pid).unwrap_or_default();
     let before = cluster::cpu_snapshot(&pids);
     let run = closed_loop(n, 8, phases::post_op(launcher, r#"{"template":"idle"}"#)).await;
     if run.errors > 0 {
@@ -316,8 +316,8 @@ async fn launch_and_settle(
     }
     // The two quiet seconds cost the launcher nothing measurable (heartbeats are 15 s apart).
     let cpu = cluster::cpu_delta(&before, &cluster::cpu_snapshot(&pids));
-    let waited = cluster::run_queue_wait_seconds(launcher.pid).unwrap_or(0.0) - waited_before;
-    Ok(Pass { cpu, launcher_waited_s: waited })
+    let queued = cluster::RunQueue::read(launcher.pid).unwrap_or_default().since(queued_before);
+    Ok(Pass { cpu, launcher_run_queue: queued })
 }
 
 /// Opens `n` streams (32 handshakes at a time); those that answered 200.
@@ -405,7 +405,7 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
         rss_idle_mib,
         baseline_cpu_s: baseline.cpu.get("launcher").copied().unwrap_or(0.0),
         streamed_cpu_s: streamed.cpu.get("launcher").copied().unwrap_or(0.0),
-        streamed_waited_s: streamed.launcher_waited_s,
+        streamed_run_queue: streamed.launcher_run_queue,
         streamed_cpu: streamed.cpu,
         streamed_s,
         launcher_delays,
