@@ -387,8 +387,8 @@ impl Launcher {
         Ok(self.inner.jobs.view(legacy).map(Launched::Existing))
     }
 
-    /// Creates the Job of a rendered manifest, sent as it is, and decodes of the answer only what
-    /// the index reads. A template is refused at load unless every rendering of it is a Job
+    /// Creates the Job of a rendered manifest, sent as it is, and decodes only what the index
+    /// reads of the answer. A template is refused at load unless every rendering of it is a Job
     /// (`Template::check_renders`: parameters fill strings only), so the manifest is not turned
     /// into a `Job` and back on its way; the API server checks it again. Building and dropping
     /// the full `Job` each way cost about an eighth of a launch's CPU (a profile of 2,000

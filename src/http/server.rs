@@ -23,7 +23,7 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncWrite, Interest},
     net::{TcpListener, TcpStream},
     sync::watch,
 };
@@ -78,21 +78,6 @@ impl Protocols {
             .keep_alive_timeout(limits.keep_alive / 3);
         Self { http1, http2, head_deadline: limits.header_read_timeout }
     }
-
-    /// One connection in the protocol chosen, served until it ends or shutdown has drained it.
-    /// Boxed each on its own, so that an HTTP/1 connection (every status stream) holds an HTTP/1
-    /// connection's state, not room for the larger of the two.
-    fn serve<I>(&self, io: I, http2: bool, to: Accepted) -> BoxFuture<'static, Result<(), hyper::Error>>
-    where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let io = TokioIo::new(io);
-        if http2 {
-            Box::pin(to.watcher.watch(self.http2.serve_connection(io, to.service)))
-        } else {
-            Box::pin(to.watcher.watch(self.http1.serve_connection(io, to.service)))
-        }
-    }
 }
 
 /// What an accepted connection is served with.
@@ -107,12 +92,28 @@ struct Accepted {
 }
 
 impl Accepted {
+    /// The connection in the protocol chosen, until it ends or shutdown has drained it. Boxed
+    /// each on its own, so that an HTTP/1 connection (every status stream) holds an HTTP/1
+    /// connection's state, not room for the larger of the two.
+    fn connection<I>(self, io: I, http2: bool) -> BoxFuture<'static, Result<(), hyper::Error>>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self { protocols, service, watcher, .. } = self;
+        let io = TokioIo::new(io);
+        if http2 {
+            Box::pin(watcher.watch(protocols.http2.serve_connection(io, service)))
+        } else {
+            Box::pin(watcher.watch(protocols.http1.serve_connection(io, service)))
+        }
+    }
+
     async fn serve<I>(self, io: I, http2: bool)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (peer, protocols) = (self.peer, self.protocols.clone());
-        if let Err(error) = protocols.serve(io, http2, self).await {
+        let peer = self.peer;
+        if let Err(error) = self.connection(io, http2).await {
             tracing::debug!(%peer, %error, "connection ended with an error");
         }
     }
@@ -160,12 +161,13 @@ impl Accepted {
 /// Whether a plain-TCP client opens with HTTP/2's preface, looked at with `peek` so that hyper
 /// reads the request whole. The first bytes decide at once for HTTP/1 (no method starts the
 /// preface's way past "P") and for a preface sent in one piece, as clients send it. Only a client
-/// that sent part of the preface and stalled is looked at again, every few milliseconds, for as
-/// long as the caller's deadline allows: `peek` has no way to wait for more bytes.
+/// that sent part of the preface is waited for, until more bytes come or it closes (the caller
+/// bounds the wait).
 async fn opens_with_http2_preface(stream: &TcpStream) -> io::Result<bool> {
     let mut first = [0u8; HTTP2_PREFACE.len()];
-    let mut pause = Duration::from_millis(1);
+    let mut seen = 0;
     loop {
+        // Returns at once while bytes are waiting: peeking does not take them.
         let n = stream.peek(&mut first).await?;
         if n == 0 || first[..n] != HTTP2_PREFACE[..n] {
             return Ok(false);
@@ -173,8 +175,16 @@ async fn opens_with_http2_preface(stream: &TcpStream) -> io::Result<bool> {
         if n == HTTP2_PREFACE.len() {
             return Ok(true);
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
+        if n > seen {
+            // Part of the preface. The readiness these bytes raised would end the wait below at
+            // once: forget it, then peek again for bytes that came in the meantime.
+            seen = n;
+            let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+            continue;
+        }
+        if stream.ready(Interest::READABLE).await?.is_read_closed() {
+            return Ok(false);
+        }
     }
 }
 
@@ -260,6 +270,15 @@ mod tests {
         assert!(undecided.is_err(), "three bytes of the preface decided {undecided:?}");
         client.write_all(&HTTP2_PREFACE[3..]).await.expect("write");
         assert!(opens_with_http2_preface(&server).await.expect("peek"));
+    }
+
+    #[tokio::test]
+    async fn part_of_the_preface_and_then_a_close_is_left_to_http1_at_once() {
+        let (mut client, server) = pair().await;
+        client.write_all(&HTTP2_PREFACE[..3]).await.expect("write");
+        client.shutdown().await.expect("close the sending side");
+        let decided = tokio::time::timeout(Duration::from_secs(5), opens_with_http2_preface(&server)).await;
+        assert!(!decided.expect("decided without waiting for more").expect("peek"));
     }
 
     #[tokio::test]
