@@ -212,6 +212,7 @@ pub struct JobFactory {
     namespace: String,
     capped: bool,
     source: Source,
+    instance: &'static str,
 }
 
 impl JobFactory {
@@ -224,7 +225,13 @@ impl JobFactory {
         let text = if template == "idle" { idle_template() } else { FAKE.to_string() };
         let from = TemplateSource { config_map: "job-template-cm".into(), key: format!("{template}.yaml") };
         let template = Template::parse(template, from, &text).map_err(|e| format!("template {template}: {e}"))?;
-        Ok(Self { template, namespace: namespace.to_string(), capped, source })
+        Ok(Self { template, namespace: namespace.to_string(), capped, source, instance: "default" })
+    }
+
+    /// The same Jobs under launcher instance `instance`: a launcher of the default instance
+    /// running meanwhile neither watches nor indexes them.
+    pub fn of_instance(self, instance: &'static str) -> Self {
+        Self { instance, ..self }
     }
 
     /// A Job of this template with `params` and `priority`, under a fresh random name.
@@ -251,7 +258,7 @@ impl JobFactory {
         let notices = kube_job_launcher::launch::NoticePolicy::default();
         let settings = JobSettings {
             namespace: &self.namespace,
-            instance: "default",
+            instance: self.instance,
             default_ttl_seconds: 3600,
             globally_capped: self.capped,
             notices: &notices,
@@ -516,6 +523,11 @@ impl GoRuntime {
 
     pub fn since(&self, before: &Self) -> Self {
         Self { allocated_mib: self.allocated_mib - before.allocated_mib, gc_cycles: self.gc_cycles - before.gc_cycles }
+    }
+
+    /// Both spans' figures together.
+    pub fn plus(&self, other: &Self) -> Self {
+        Self { allocated_mib: self.allocated_mib + other.allocated_mib, gc_cycles: self.gc_cycles + other.gc_cycles }
     }
 
     /// The figures per 1,000 of `n` operations.

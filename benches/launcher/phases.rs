@@ -56,6 +56,21 @@ impl Measured {
         (n > 0).then(|| self.machine_cpu_s() * 1000.0 / n as f64)
     }
 
+    /// Adds a later segment of the same kind of load: its operations, time and CPU, as if one
+    /// run. The launcher's memory is the later segment's.
+    pub fn absorb(&mut self, later: Measured) {
+        let load = &mut self.load;
+        load.latencies_ms.extend(later.load.latencies_ms);
+        load.wall += later.load.wall;
+        load.errors += later.load.errors;
+        load.first_error = load.first_error.take().or(later.load.first_error);
+        for (process, seconds) in later.cpu {
+            *self.cpu.entry(process).or_default() += seconds;
+        }
+        self.launcher_rss_mib = later.launcher_rss_mib.or(self.launcher_rss_mib);
+        self.launcher_hwm_mib = later.launcher_hwm_mib.or(self.launcher_hwm_mib);
+    }
+
     /// How many cores the machine kept busy over the run, on average.
     pub fn busy_cores(&self) -> f64 {
         self.machine_cpu_s() / self.load.wall.as_secs_f64().max(1e-9)

@@ -340,12 +340,12 @@ pub struct Scale {
     pub concurrency: usize,
     pub launches_per_run: usize,
     pub raw: Vec<Measured>,
-    /// Raw creates after a bare streamed list of the population and a warm-up, as each HTTP run
-    /// follows the launcher's start-up list.
-    pub raw_after_list: Vec<Measured>,
     pub http: Vec<Measured>,
-    /// The API server's Go runtime over each raw run, each launcher's start-up (its list of the
-    /// Jobs) and each HTTP run: where the API server's extra CPU goes.
+    /// Every segment's rate (Jobs/s), of every run, by kind.
+    pub raw_segments: Vec<f64>,
+    pub http_segments: Vec<f64>,
+    /// The API server's Go runtime over each run's raw segments, each launcher's start-up (its
+    /// list of the Jobs) and each run's HTTP segments: where the API server's extra CPU goes.
     pub raw_runtime: Vec<GoRuntime>,
     pub startup_runtime: Vec<GoRuntime>,
     pub http_runtime: Vec<GoRuntime>,
@@ -460,43 +460,96 @@ async fn measure_reads(ns: &str, scale: &mut Scale) -> BenchResult<()> {
     Ok(())
 }
 
-/// HTTP launches through the launcher against raw creates (launcher stopped), with the large
-/// population present, interleaved run by run; the launched Jobs deleted after each run. The API
-/// server's garbage collector is read over each raw run, each start-up and each HTTP run.
+/// The order of a run's segments: raw and HTTP alternate in pairs that mirror each other
+/// (raw, HTTP, HTTP, raw, ...), so that a drift in the control plane's pace over the run, or work
+/// of its own that comes and goes (the controller manager's and the API server's, each worth
+/// seconds of CPU with 100,000 Jobs), falls on both kinds alike.
+const SEGMENT_ORDER: [Launches; 8] = [
+    Launches::Raw,
+    Launches::Http,
+    Launches::Http,
+    Launches::Raw,
+    Launches::Raw,
+    Launches::Http,
+    Launches::Http,
+    Launches::Raw,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Launches {
+    Raw,
+    Http,
+}
+
+/// HTTP launches through the launcher against raw creates with the large population present,
+/// in segments that alternate (`SEGMENT_ORDER`), each kind's segments read as one run. The
+/// launcher is up throughout: during a raw segment it is idle, since the raw Jobs belong to
+/// another launcher instance, which its watches do not see. Measured in the 09:12 run of
+/// 2026-11-30 the older way (a raw run with the launcher stopped, then the launcher's start-up,
+/// then an HTTP run, 2,000 of each), the controller manager's and the API server's CPU per Job
+/// doubled from one run to another (raw 2.5 → 5.5 s of the machine's per 1,000), more than the
+/// launcher's whole share. The launched Jobs are deleted after each run; the API server's
+/// garbage collector is read over each segment and the launcher's start-up.
 async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, scale: &mut Scale) -> BenchResult<()> {
-    let (c, n) = (scale.concurrency, s.jobs_at(scale.concurrency));
-    scale.launches_per_run = n;
+    let c = scale.concurrency;
+    let per_segment = (s.jobs_at(c) / 2).max(c * 4);
+    let segments_per_kind = SEGMENT_ORDER.iter().filter(|k| **k == Launches::Raw).count();
+    scale.launches_per_run = per_segment * segments_per_kind;
     let pids = cluster::control_plane_pids();
     for run in 1..=s.heavy_runs {
         let create = raw_create(ns)?;
-        let go_before = GoRuntime::read(client).await?;
-        let raw = phases::measure(&pids, None, n, c, create.clone()).await;
-        let raw_runtime = GoRuntime::read(client).await?.since(&go_before);
-        note(format!("  run {run}: raw creates c={c} with {} Jobs: {}", scale.large, raw.summary()));
-        note(format!("    API server per 1,000: {}", runtime_summary(&raw_runtime.per_1000(n))));
-        delete_launched(ns).await?;
-        // The same raw creates as the HTTP run's timeline has them: after a streamed list of the
-        // 100,000 (the launcher's start-up) and a warm-up. What the API server does after such
-        // a list then weighs on both.
-        bare_list(client, &ns.name, None).await?;
-        closed_loop(c * 2, c, create.clone()).await;
-        let after_list = phases::measure(&pids, None, n, c, create).await;
-        note(format!("  run {run}: raw creates c={c} right after a bare streamed list: {}", after_list.summary()));
-        delete_launched(ns).await?;
         let go_before = GoRuntime::read(client).await?;
         let launcher = Launcher::start(&ns.name, &[]).await?;
         launcher.wait_ready(Duration::from_secs(300)).await?;
         let startup_runtime = GoRuntime::read(client).await?.since(&go_before);
         let post = phases::post_op(&launcher, r#"{"template":"idle"}"#);
+        closed_loop(c * 2, c, create.clone()).await;
         closed_loop(c * 2, c, post.clone()).await;
         let profiler = phases::Profiler::start(&launcher, c);
-        let go_before = GoRuntime::read(client).await?;
-        let http = phases::measure(&pids, Some(&launcher), n, c, post).await;
-        let http_runtime = GoRuntime::read(client).await?.since(&go_before);
+        let (mut raw, mut http): (Option<Measured>, Option<Measured>) = (None, None);
+        let (mut raw_runtime, mut http_runtime) = (GoRuntime::default(), GoRuntime::default());
+        for kind in SEGMENT_ORDER {
+            let go_before = GoRuntime::read(client).await?;
+            let (measured, total, runtime, rates) = match kind {
+                Launches::Raw => (
+                    phases::measure(&pids, None, per_segment, c, create.clone()).await,
+                    &mut raw,
+                    &mut raw_runtime,
+                    &mut scale.raw_segments,
+                ),
+                Launches::Http => (
+                    phases::measure(&pids, Some(&launcher), per_segment, c, post.clone()).await,
+                    &mut http,
+                    &mut http_runtime,
+                    &mut scale.http_segments,
+                ),
+            };
+            rates.push(measured.load.per_second());
+            let segment_runtime = GoRuntime::read(client).await?.since(&go_before);
+            *runtime = runtime.plus(&segment_runtime);
+            let cpu = |process: &str| measured.cpu_per_1000(process).unwrap_or(0.0);
+            note(format!(
+                "    {kind:?}: {}; CPU s per 1,000: API server {:.2}, controller manager {:.2}, etcd {:.2}, \
+                 launcher {:.2}; API server GC cycles {:.0}",
+                measured.summary(),
+                cpu("kube-apiserver"),
+                cpu("kube-controller-manager"),
+                cpu("etcd"),
+                cpu("launcher"),
+                segment_runtime.gc_cycles
+            ));
+            match total {
+                Some(t) => t.absorb(measured),
+                None => *total = Some(measured),
+            }
+        }
         if let Some(p) = profiler {
             p.stop();
         }
         launcher.stop().await;
+        let (raw, http) = (raw.unwrap_or_default(), http.unwrap_or_default());
+        let n = scale.launches_per_run;
+        note(format!("  run {run}: raw creates c={c} with {} Jobs: {}", scale.large, raw.summary()));
         note(format!(
             "  run {run}: HTTP c={c} with {} Jobs: {} ({:.0} % of raw)",
             scale.large,
@@ -504,13 +557,13 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
             100.0 * http.load.per_second() / raw.load.per_second()
         ));
         note(format!("    API server over the launcher's start-up: {}", runtime_summary(&startup_runtime)));
-        note(format!("    API server per 1,000: {}", runtime_summary(&http_runtime.per_1000(n))));
+        note(format!("    API server per 1,000 raw: {}", runtime_summary(&raw_runtime.per_1000(n))));
+        note(format!("    API server per 1,000 HTTP: {}", runtime_summary(&http_runtime.per_1000(n))));
         delete_launched(ns).await?;
         if raw.load.errors > 0 || http.load.errors > 0 {
             return Err(format!("launches failed: {:?} {:?}", raw.load.first_error, http.load.first_error).into());
         }
         scale.raw.push(raw);
-        scale.raw_after_list.push(after_list);
         scale.http.push(http);
         scale.raw_runtime.push(raw_runtime);
         scale.startup_runtime.push(startup_runtime);
@@ -519,14 +572,17 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
     Ok(())
 }
 
+/// The launcher instance the raw creates' Jobs belong to.
+const RAW_INSTANCE: &str = "bench-raw";
+
 /// One raw create of the bench's `idle` Job, as the launcher would render it (source `http`, so
-/// that `delete_launched` removes it).
+/// that `delete_launched` removes it) for another launcher instance than the one under test.
 fn raw_create(
     ns: &BenchNamespace,
 ) -> BenchResult<
     impl Fn(usize) -> futures::future::BoxFuture<'static, Result<(), String>> + Clone + Send + Sync + 'static,
 > {
-    let factory = Arc::new(JobFactory::new("idle", &ns.name, false)?);
+    let factory = Arc::new(JobFactory::new("idle", &ns.name, false)?.of_instance(RAW_INSTANCE));
     let api: Api<Job> = ns.api();
     Ok(move |_| {
         let (api, factory) = (api.clone(), factory.clone());
