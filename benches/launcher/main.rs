@@ -120,6 +120,8 @@ fn main() {
         stats::self_check();
         watchers::self_check();
         cluster::GoRuntime::self_check();
+        phases::self_check();
+        tables::self_check();
         println!("bench helpers ok; the bench itself runs with `make bench`");
         return;
     }

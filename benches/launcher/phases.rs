@@ -774,3 +774,26 @@ pub fn expected_order() -> Vec<i32> {
     p.sort_by_key(|(i, p)| (std::cmp::Reverse(*p), *i));
     p.into_iter().map(|(_, p)| p).collect()
 }
+
+/// A quick check of `Measured::absorb`, run with the helpers: segments add up to one run.
+pub fn self_check() {
+    let segment = |latencies: &[f64], wall_s: u64, cpu: &[(&str, f64)], error: Option<&str>| Measured {
+        load: LoadRun {
+            latencies_ms: latencies.to_vec(),
+            wall: Duration::from_secs(wall_s),
+            errors: usize::from(error.is_some()),
+            first_error: error.map(String::from),
+        },
+        cpu: cpu.iter().map(|(p, s)| (p.to_string(), *s)).collect(),
+        launcher_rss_mib: None,
+        launcher_hwm_mib: None,
+    };
+    let mut run = segment(&[10.0, 20.0], 1, &[("kube-apiserver", 1.0)], None);
+    run.absorb(segment(&[30.0], 2, &[("kube-apiserver", 0.5), ("launcher", 1.0)], Some("refused")));
+    assert_eq!(run.load.latencies_ms, [10.0, 20.0, 30.0]);
+    assert_eq!(run.load.wall, Duration::from_secs(3));
+    assert_eq!((run.load.errors, run.load.first_error.as_deref()), (1, Some("refused")));
+    assert_eq!(run.load.per_second(), 1.0);
+    assert_eq!(run.cpu_per_1000("kube-apiserver"), Some(500.0));
+    assert_eq!(run.cpu_per_1000("launcher"), Some(1000.0 / 3.0));
+}

@@ -651,3 +651,19 @@ impl Report {
         );
     }
 }
+
+/// A quick check of the median-segment ratio, run with the helpers: an episode that slows two
+/// segments of one kind does not move it, and no segments give no figure.
+pub fn self_check() {
+    let scale = |raw: &[f64], http: &[f64]| Scale {
+        raw_segments: raw.to_vec(),
+        http_segments: http.to_vec(),
+        ..Scale::default()
+    };
+    let calm = median_segment_ratio(&scale(&[700.0, 720.0, 710.0, 690.0], &[600.0, 610.0, 620.0, 590.0]));
+    let episode = median_segment_ratio(&scale(&[700.0, 300.0, 710.0, 320.0, 720.0], &[600.0, 610.0, 620.0, 590.0]));
+    assert_eq!(calm, Some(605.0 / 705.0));
+    assert_eq!(episode, Some(605.0 / 700.0), "two slowed raw segments of five leave the median a calm one");
+    assert_eq!(median_segment_ratio(&scale(&[], &[600.0])), None);
+    assert_eq!(median_segment_ratio(&scale(&[700.0], &[])), None);
+}
