@@ -57,7 +57,8 @@ impl Measured {
     }
 
     /// Adds a later segment of the same kind of load: its operations, time and CPU, as if one
-    /// run. The launcher's memory is the later segment's.
+    /// run. The launcher's memory is the later segment's. Absorbed into a default (empty)
+    /// `Measured`, a segment is that segment.
     pub fn absorb(&mut self, later: Measured) {
         let load = &mut self.load;
         load.latencies_ms.extend(later.load.latencies_ms);
@@ -788,7 +789,8 @@ pub fn self_check() {
         launcher_rss_mib: None,
         launcher_hwm_mib: None,
     };
-    let mut run = segment(&[10.0, 20.0], 1, &[("kube-apiserver", 1.0)], None);
+    let mut run = Measured::default();
+    run.absorb(segment(&[10.0, 20.0], 1, &[("kube-apiserver", 1.0)], None));
     run.absorb(segment(&[30.0], 2, &[("kube-apiserver", 0.5), ("launcher", 1.0)], Some("refused")));
     assert_eq!(run.load.latencies_ms, [10.0, 20.0, 30.0]);
     assert_eq!(run.load.wall, Duration::from_secs(3));

@@ -506,7 +506,8 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
         closed_loop(c * 2, c, create.clone()).await;
         closed_loop(c * 2, c, post.clone()).await;
         let profiler = phases::Profiler::start(&launcher, c);
-        let (mut raw, mut http): (Option<Measured>, Option<Measured>) = (None, None);
+        // Each kind's segments, absorbed into one run (a default `Measured` is an empty run).
+        let (mut raw, mut http) = (Measured::default(), Measured::default());
         let (mut raw_runtime, mut http_runtime) = (GoRuntime::default(), GoRuntime::default());
         for kind in SEGMENT_ORDER {
             let go_before = GoRuntime::read(client).await?;
@@ -538,16 +539,12 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
                 cpu("launcher"),
                 segment_runtime.gc_cycles
             ));
-            match total {
-                Some(t) => t.absorb(measured),
-                None => *total = Some(measured),
-            }
+            total.absorb(measured);
         }
         if let Some(p) = profiler {
             p.stop();
         }
         launcher.stop().await;
-        let (raw, http) = (raw.unwrap_or_default(), http.unwrap_or_default());
         let n = scale.launches_per_run;
         note(format!("  run {run}: raw creates c={c} with {} Jobs: {}", scale.large, raw.summary()));
         note(format!(
