@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod keys;
 pub mod launch;
 pub mod leader;
+pub mod log_output;
 pub mod memory;
 pub mod notify;
 pub mod retry;

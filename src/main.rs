@@ -157,7 +157,8 @@ async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             // Only the server logs; the CLI's output is its answer.
-            telemetry::init_logging(&cli.log);
+            // Dropped at the end of this arm, after the last line: what it holds is written then.
+            let _logs = telemetry::init_logging(&cli.log);
             let started = async {
                 let (clients, namespace) = kube_clients(&args.kube).await?;
                 Application::build(*args, clients, namespace).await

@@ -1,5 +1,7 @@
 //! Logging set-up and the Prometheus metrics every part of the launcher reports to.
 
+use std::io::Stdout;
+
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -7,24 +9,30 @@ use prometheus_client::{
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::{LogArgs, LogFormat};
+use crate::{
+    config::{LogArgs, LogFormat},
+    log_output::{BatchedLines, FLUSH_INTERVAL, FlushOnDrop},
+};
 
-/// Installs the global tracing subscriber. An invalid filter falls back to `info` with a warning
-/// rather than stopping the process.
-pub fn init_logging(args: &LogArgs) {
+/// Installs the global tracing subscriber, writing to stdout in batches ([`crate::log_output`]).
+/// An invalid filter falls back to `info` with a warning rather than stopping the process. Keep
+/// the returned guard until the process ends: dropping it writes out the lines still held.
+pub fn init_logging(args: &LogArgs) -> FlushOnDrop<Stdout> {
     let (filter, filter_error) = match EnvFilter::try_new(&args.log_filter) {
         Ok(filter) => (filter, None),
         Err(error) => (EnvFilter::new("info"), Some(error)),
     };
+    let (lines, guard) = BatchedLines::start(std::io::stdout(), FLUSH_INTERVAL);
     let registry = tracing_subscriber::registry().with(filter);
     // A second initialisation (tests start several applications in one process) is harmless.
     let _ = match args.log_format {
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
+        LogFormat::Text => registry.with(fmt::layer().with_writer(lines)).try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_writer(lines)).try_init(),
     };
     if let Some(error) = filter_error {
         tracing::warn!(filter = %args.log_filter, %error, "invalid log filter; using `info`");
     }
+    guard
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
