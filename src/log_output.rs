@@ -190,6 +190,13 @@ mod tests {
         }
     }
 
+    /// Batched lines that go to a recording sink, written out `interval` after the first held.
+    fn started(interval: Duration) -> (Writes, BatchedLines<Writes>, FlushOnDrop<Writes>) {
+        let sink = Writes::default();
+        let (lines, guard) = BatchedLines::start(sink.clone(), interval);
+        (sink, lines, guard)
+    }
+
     /// Runs `body` with a subscriber that writes plain lines (` INFO text`) through `lines`.
     fn logged(lines: BatchedLines<Writes>, body: impl FnOnce()) {
         let subscriber = tracing_subscriber::fmt()
@@ -216,8 +223,7 @@ mod tests {
 
     #[test]
     fn info_and_debug_lines_are_held_and_go_out_together_in_order() {
-        let sink = Writes::default();
-        let (lines, guard) = BatchedLines::start(sink.clone(), Duration::from_secs(60));
+        let (sink, lines, guard) = started(Duration::from_secs(60));
         logged(lines, || {
             tracing::info!("one");
             tracing::debug!("two");
@@ -229,8 +235,7 @@ mod tests {
 
     #[test]
     fn the_flusher_writes_held_lines_out_after_the_interval() {
-        let sink = Writes::default();
-        let (lines, _guard) = BatchedLines::start(sink.clone(), Duration::from_millis(10));
+        let (sink, lines, _guard) = started(Duration::from_millis(10));
         logged(lines, || {
             tracing::info!("one");
             tracing::info!("two");
@@ -240,8 +245,7 @@ mod tests {
 
     #[test]
     fn a_warning_or_an_error_goes_out_at_once_after_the_lines_held_before_it() {
-        let sink = Writes::default();
-        let (lines, _guard) = BatchedLines::start(sink.clone(), Duration::from_secs(60));
+        let (sink, lines, _guard) = started(Duration::from_secs(60));
         logged(lines, || {
             tracing::info!("launch");
             tracing::warn!("warned");
@@ -253,8 +257,7 @@ mod tests {
 
     #[test]
     fn what_is_held_goes_out_when_the_guard_drops_and_later_lines_at_once() {
-        let sink = Writes::default();
-        let (lines, guard) = BatchedLines::start(sink.clone(), Duration::from_secs(60));
+        let (sink, lines, guard) = started(Duration::from_secs(60));
         logged(lines, || {
             tracing::info!("stopping");
             drop(guard);
@@ -266,8 +269,7 @@ mod tests {
 
     #[test]
     fn a_lot_held_goes_out_without_waiting_for_the_interval() {
-        let sink = Writes::default();
-        let (lines, _guard) = BatchedLines::start(sink.clone(), Duration::from_secs(60));
+        let (sink, lines, _guard) = started(Duration::from_secs(60));
         // " INFO " and a newline around 1,017 bytes: 1 KiB a line.
         let text = "x".repeat(1017);
         logged(lines, || {
