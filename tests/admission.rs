@@ -236,7 +236,7 @@ async fn a_second_replica_takes_over_admission_when_the_leader_is_killed() {
         let target = if i % 2 == 0 { &leader.api } else { &follower.api };
         launch(&http, target, json!({"template": "fake", "params": {"duration": "1500ms"}})).await;
     }
-    wait_until(Duration::from_secs(30), "a few admissions", || async { observer.stats().started.len() >= 4 }).await;
+    observer.wait_for(Duration::from_secs(30), "a few admissions", |stats| stats.started.len() >= 4).await;
     leader.signal("KILL");
     let killed_at = std::time::Instant::now();
     drop(leader);

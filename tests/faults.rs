@@ -321,10 +321,11 @@ async fn fault_leader_hang_hands_over_without_two_leaders() {
             .expect("launch");
         assert_eq!(r.status(), 201);
     }
-    wait_until(Duration::from_secs(30), "a few admissions by the first leader", || async {
-        observer.stats().admissions.iter().filter(|(_, by, _)| *by == stalled_replica).count() >= 4
-    })
-    .await;
+    observer
+        .wait_for(Duration::from_secs(60), "a few admissions by the first leader", |stats| {
+            stats.admissions.iter().filter(|(_, by, _)| *by == stalled_replica).count() >= 4
+        })
+        .await;
 
     proxy.stall();
     let stall_started = std::time::Instant::now();
@@ -337,10 +338,11 @@ async fn fault_leader_hang_hands_over_without_two_leaders() {
     })
     .await;
     let other_replica = queue(&other).await["replica"].as_str().expect("replica").to_string();
-    wait_until(Duration::from_secs(30), "admissions by the new leader", || async {
-        observer.stats().admissions.iter().filter(|(_, by, _)| *by == other_replica).count() >= 4
-    })
-    .await;
+    observer
+        .wait_for(Duration::from_secs(30), "admissions by the new leader", |stats| {
+            stats.admissions.iter().filter(|(_, by, _)| *by == other_replica).count() >= 4
+        })
+        .await;
     proxy.release();
 
     let stats = observer.wait_finished(40, Duration::from_secs(120)).await;

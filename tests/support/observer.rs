@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use kube::Api;
 
-use super::cluster::{TestNamespace, wait_until};
+use super::cluster::TestNamespace;
 
 /// What a watch on a namespace's Jobs saw: every admission in order and the most Jobs active or
 /// queued at any one moment. Observed event by event, not sampled.
@@ -20,6 +20,27 @@ pub struct JobStats {
     /// Every admission as first seen: the Job, the replica that admitted it (its
     /// `admitted-by` annotation), and when the watch saw it.
     pub admissions: Vec<(String, String, std::time::Instant)>,
+    /// Errors the watch met and recovered from (it relists after each); what changed in such a
+    /// gap is seen late or, for a Job that started and finished inside it, not at all.
+    pub watch_errors: Vec<String>,
+}
+
+impl JobStats {
+    /// The counts and the admissions by replica, without the Jobs' names.
+    pub fn summary(&self) -> String {
+        let mut by_replica: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (_, by, _) in &self.admissions {
+            *by_replica.entry(by.as_str()).or_default() += 1;
+        }
+        format!(
+            "{} admitted {by_replica:?}, {} finished, active peak {}, queued peak {}, watch errors {:?}",
+            self.admissions.len(),
+            self.finished,
+            self.max_active,
+            self.max_queued,
+            self.watch_errors
+        )
+    }
 }
 
 /// Watches the Jobs of `namespace` until dropped; `stats()` reads what it saw so far.
@@ -32,7 +53,7 @@ impl JobObserver {
     pub async fn start(namespace: &TestNamespace) -> Self {
         use futures::TryStreamExt;
         use k8s_openapi::api::batch::v1::Job;
-        use kube::runtime::watcher;
+        use kube::runtime::{WatchStreamExt, watcher};
         let stats = std::sync::Arc::new(std::sync::Mutex::new(JobStats::default()));
         let api: Api<Job> = namespace.api();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -42,8 +63,19 @@ impl JobObserver {
             let mut jobs: std::collections::BTreeMap<String, (String, bool, bool)> = Default::default();
             let mut instances: std::collections::BTreeMap<String, String> = Default::default();
             let mut ready = Some(ready_tx);
-            let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
-            while let Ok(Some(event)) = stream.try_next().await {
+            // With a backoff the watcher relists after an error instead of ending, so one
+            // transient error (say a 410 after the control plane restarted) does not freeze the
+            // stats for the rest of the test.
+            let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+            loop {
+                let event = match stream.try_next().await {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(error) => {
+                        shared.lock().unwrap_or_else(|p| p.into_inner()).watch_errors.push(error.to_string());
+                        continue;
+                    }
+                };
                 let (job, deleted) = match event {
                     watcher::Event::Apply(j) | watcher::Event::InitApply(j) => (j, false),
                     watcher::Event::Delete(j) => (j, true),
@@ -118,8 +150,23 @@ impl JobObserver {
 
     /// Waits until `n` Jobs have finished.
     pub async fn wait_finished(&self, n: usize, timeout: Duration) -> JobStats {
-        wait_until(timeout, &format!("{n} Jobs to finish"), || async { self.stats().finished >= n }).await;
-        self.stats()
+        self.wait_for(timeout, &format!("{n} Jobs to finish"), |stats| stats.finished >= n).await
+    }
+
+    /// Waits until `check` holds for what the watch saw; on a timeout the panic shows it (who
+    /// admitted what, how many finished, the watch's errors), so a failure says where it stuck.
+    pub async fn wait_for(&self, timeout: Duration, what: &str, check: impl Fn(&JobStats) -> bool) -> JobStats {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if check(&stats) {
+                return stats;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting for {what}; the watch saw {}", stats.summary());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
