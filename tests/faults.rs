@@ -162,6 +162,7 @@ async fn http_burst_with_outage_of(component_name: &str) {
     let ns = TestNamespace::create(&format!("fault-{component_name}")).await;
     put_config_map(&ns.client, &ns.name, "job-template-cm", &[("parked.yaml", PARKED)]).await;
     let app = TestApp::start(&ns.name, &["--launch-timeout", "2s"]).await.ready().await;
+    let observer = support::JobObserver::start(&ns).await;
     let (statuses, names) = http_burst_through(&app, 400, async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         component(&["stop", component_name]).await;
@@ -171,6 +172,10 @@ async fn http_burst_with_outage_of(component_name: &str) {
     .await;
     assert!(statuses.contains(&503), "the outage was felt: {statuses:?}");
     assert_burst_outcome(&ns, 400, &statuses, &names).await;
+    // The other fault tests' observers must outlive such an outage too: their watch goes on.
+    let stats =
+        observer.wait_for(Duration::from_secs(30), "the observer to see all 400 Jobs", |s| s.present == 400).await;
+    eprintln!("the observer's watch met {} errors and caught up", stats.watch_errors.len());
 }
 
 #[tokio::test]

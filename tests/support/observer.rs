@@ -17,6 +17,8 @@ pub struct JobStats {
     pub max_active_by_instance: std::collections::BTreeMap<String, usize>,
     pub max_queued: usize,
     pub finished: usize,
+    /// Jobs in the namespace now, as the watch knows them.
+    pub present: usize,
     /// Every admission as first seen: the Job, the replica that admitted it (its
     /// `admitted-by` annotation), and when the watch saw it.
     pub admissions: Vec<(String, String, std::time::Instant)>,
@@ -33,7 +35,8 @@ impl JobStats {
             *by_replica.entry(by.as_str()).or_default() += 1;
         }
         format!(
-            "{} admitted {by_replica:?}, {} finished, active peak {}, queued peak {}, watch errors {:?}",
+            "{} present, {} admitted {by_replica:?}, {} finished, active peak {}, queued peak {}, watch errors {:?}",
+            self.present,
             self.admissions.len(),
             self.finished,
             self.max_active,
@@ -62,6 +65,7 @@ impl JobObserver {
             // name -> (template, suspended, finished)
             let mut jobs: std::collections::BTreeMap<String, (String, bool, bool)> = Default::default();
             let mut instances: std::collections::BTreeMap<String, String> = Default::default();
+            let mut relisted: std::collections::BTreeSet<String> = Default::default();
             let mut ready = Some(ready_tx);
             // With a backoff the watcher relists after an error instead of ending, so one
             // transient error (say a 410 after the control plane restarted) does not freeze the
@@ -77,19 +81,30 @@ impl JobObserver {
                     }
                 };
                 let (job, deleted) = match event {
-                    watcher::Event::Apply(j) | watcher::Event::InitApply(j) => (j, false),
+                    watcher::Event::Apply(j) => (j, false),
+                    watcher::Event::InitApply(j) => {
+                        relisted.insert(j.metadata.name.clone().unwrap_or_default());
+                        (j, false)
+                    }
                     watcher::Event::Delete(j) => (j, true),
+                    watcher::Event::Init => {
+                        relisted.clear();
+                        continue;
+                    }
                     watcher::Event::InitDone => {
+                        // A relist after an error brings no deletes: Jobs it no longer lists are gone.
+                        jobs.retain(|name, _| relisted.contains(name));
+                        shared.lock().unwrap_or_else(|p| p.into_inner()).present = jobs.len();
                         if let Some(tx) = ready.take() {
                             let _ = tx.send(());
                         }
                         continue;
                     }
-                    watcher::Event::Init => continue,
                 };
                 let name = job.metadata.name.clone().unwrap_or_default();
                 if deleted {
                     jobs.remove(&name);
+                    shared.lock().unwrap_or_else(|p| p.into_inner()).present = jobs.len();
                     continue;
                 }
                 let label =
@@ -116,6 +131,7 @@ impl JobObserver {
                     stats.finished += 1;
                 }
                 jobs.insert(name, (template, suspended, finished));
+                stats.present = jobs.len();
                 let active: Vec<&(String, bool, bool)> = jobs.values().filter(|(_, s, f)| !s && !f).collect();
                 stats.max_active = stats.max_active.max(active.len());
                 let mut by_template: std::collections::BTreeMap<String, usize> = Default::default();
