@@ -73,6 +73,7 @@ pub fn fmt_value(v: f64, unit: &str) -> String {
         "s" => format!("{:.2} s", v),
         "MiB" => format!("{:.1} MiB", v),
         "" => round(v),
+        "count" => format!("{v:.0}"),
         other => format!("{} {other}", round(v)),
     }
 }

@@ -341,9 +341,9 @@ pub struct Scale {
     pub launches_per_run: usize,
     pub raw: Vec<Measured>,
     pub http: Vec<Measured>,
-    /// Every segment's rate (Jobs/s), of every run, by kind.
-    pub raw_segments: Vec<f64>,
-    pub http_segments: Vec<f64>,
+    /// Every segment of every run, by kind.
+    pub raw_segments: Vec<Segment>,
+    pub http_segments: Vec<Segment>,
     /// The API server's Go runtime over each run's raw segments, each launcher's start-up (its
     /// list of the Jobs) and each run's HTTP segments: where the API server's extra CPU goes.
     pub raw_runtime: Vec<GoRuntime>,
@@ -351,6 +351,14 @@ pub struct Scale {
     pub http_runtime: Vec<GoRuntime>,
     /// The API server's and etcd's resident set (MiB) at moments of the phase.
     pub control_plane_mib: BTreeMap<String, f64>,
+}
+
+/// One segment of launches: its rate, and the API server's CPU per 1,000 over it, which tells a
+/// segment that fell in a slow episode of the control plane (about twice the CPU per Job).
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Segment {
+    pub per_second: f64,
+    pub apiserver_cpu_per_1000: f64,
 }
 
 impl Scale {
@@ -511,7 +519,7 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
         let (mut raw_runtime, mut http_runtime) = (GoRuntime::default(), GoRuntime::default());
         for kind in SEGMENT_ORDER {
             let go_before = GoRuntime::read(client).await?;
-            let (measured, total, runtime, rates) = match kind {
+            let (measured, total, runtime, segments) = match kind {
                 Launches::Raw => (
                     phases::measure(&pids, None, per_segment, c, create.clone()).await,
                     &mut raw,
@@ -525,10 +533,13 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
                     &mut scale.http_segments,
                 ),
             };
-            rates.push(measured.load.per_second());
+            let cpu = |process: &str| measured.cpu_per_1000(process).unwrap_or(0.0);
+            segments.push(Segment {
+                per_second: measured.load.per_second(),
+                apiserver_cpu_per_1000: cpu("kube-apiserver"),
+            });
             let segment_runtime = GoRuntime::read(client).await?.since(&go_before);
             *runtime = runtime.plus(&segment_runtime);
-            let cpu = |process: &str| measured.cpu_per_1000(process).unwrap_or(0.0);
             note(format!(
                 "    {kind:?}: {}; CPU s per 1,000: API server {:.2}, controller manager {:.2}, etcd {:.2}, \
                  launcher {:.2}; API server GC cycles {:.0}",

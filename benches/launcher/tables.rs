@@ -10,7 +10,7 @@ use crate::{
     cluster::GoRuntime,
     phases::{self, Measured, Pair, StartRun},
     report::{Goal, Row},
-    scale::Scale,
+    scale::{Scale, Segment},
     stats::{self, ms},
     thousands,
     watchers::Watchers,
@@ -337,7 +337,7 @@ impl Report {
                          "total_ms": ms(sc.walk.took), "page_p50_ms": stats::percentile(&sc.walk.page_ms, 50.0),
                          "page_p99_ms": stats::percentile(&sc.walk.page_ms, 99.0)},
                 "raw_creates": sc.raw.iter().map(measured_json).collect::<Vec<_>>(),
-                "segment_rates": {"raw": sc.raw_segments, "http": sc.http_segments},
+                "segments": {"raw": sc.raw_segments, "http": sc.http_segments},
                 "http": sc.http.iter().map(measured_json).collect::<Vec<_>>(),
                 "apiserver_go_runtime": {"raw": sc.raw_runtime, "startup": sc.startup_runtime, "http": sc.http_runtime},
                 "control_plane_mib": sc.control_plane_mib,
@@ -444,8 +444,39 @@ fn scale_read_rows(sc: &Scale) -> Vec<Row> {
 /// The median HTTP segment's rate over the median raw segment's, of every run: an episode that
 /// slows the control plane for a few seconds spoils a segment or two, not the figure.
 fn median_segment_ratio(sc: &Scale) -> Option<f64> {
-    let raw = stats::median(&sc.raw_segments);
-    (raw > 0.0 && !sc.http_segments.is_empty()).then(|| stats::median(&sc.http_segments) / raw)
+    let rates = |segments: &[Segment]| segments.iter().map(|s| s.per_second).collect::<Vec<_>>();
+    let raw = stats::median(&rates(&sc.raw_segments));
+    (raw > 0.0 && !sc.http_segments.is_empty()).then(|| stats::median(&rates(&sc.http_segments)) / raw)
+}
+
+/// A segment is in a slow episode of the control plane when the API server spent more than this
+/// times the lower quartile of every segment's CPU per 1,000 (raw and HTTP together). Episodes
+/// about double it; the launcher's own watches add a few per cent. The quartile, not the median,
+/// so that the reading holds while episodes cover up to three quarters of the segments.
+const EPISODE_CPU_FACTOR: f64 = 1.5;
+
+/// The segments of each kind outside the control plane's slow episodes, and how many fell in one.
+fn calm_segments(sc: &Scale) -> (Vec<f64>, Vec<f64>, usize, usize) {
+    let cpu: Vec<f64> = sc.raw_segments.iter().chain(&sc.http_segments).map(|s| s.apiserver_cpu_per_1000).collect();
+    let limit = EPISODE_CPU_FACTOR * stats::percentile(&cpu, 25.0);
+    let split = |segments: &[Segment]| {
+        let calm: Vec<f64> =
+            segments.iter().filter(|s| s.apiserver_cpu_per_1000 <= limit).map(|s| s.per_second).collect();
+        let slowed = segments.len() - calm.len();
+        (calm, slowed)
+    };
+    let ((raw, raw_slowed), (http, http_slowed)) = (split(&sc.raw_segments), split(&sc.http_segments));
+    (raw, http, raw_slowed, http_slowed)
+}
+
+/// The mean HTTP segment rate over the mean raw one, both outside the control plane's slow
+/// episodes: the launcher's share with the episodes set aside. It hides a cost of the launcher's
+/// only if the launcher caused the episodes, so the table gives how many segments of each kind
+/// fell in one beside it.
+fn calm_segment_ratio(sc: &Scale) -> Option<f64> {
+    let (raw, http, _, _) = calm_segments(sc);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    (!raw.is_empty() && !http.is_empty()).then(|| mean(&http) / mean(&raw))
 }
 
 fn scale_launch_rows(sc: &Scale) -> Vec<Row> {
@@ -527,6 +558,31 @@ fn scale_launch_rows(sc: &Scale) -> Vec<Row> {
                 vec![ratio],
             ),
         );
+    }
+    if let Some(ratio) = calm_segment_ratio(sc) {
+        let (_, _, raw_slowed, http_slowed) = calm_segments(sc);
+        let calm_rows = [
+            Row::new(
+                sec,
+                "HTTP launches: ratio in the segments outside the control plane's slow episodes (API server CPU per 1,000 \
+                 over 1.5× the segments' lower quartile)",
+                "%",
+                vec![ratio],
+            ),
+            Row::new(
+                sec,
+                format!("raw segments in a slow episode (of {})", sc.raw_segments.len()),
+                "count",
+                vec![raw_slowed as f64],
+            ),
+            Row::new(
+                sec,
+                format!("HTTP segments in a slow episode (of {})", sc.http_segments.len()),
+                "count",
+                vec![http_slowed as f64],
+            ),
+        ];
+        rows.splice(4..4, calm_rows);
     }
     rows
 }
@@ -655,15 +711,26 @@ impl Report {
 /// A quick check of the median-segment ratio, run with the helpers: an episode that slows two
 /// segments of one kind does not move it, and no segments give no figure.
 pub fn self_check() {
-    let scale = |raw: &[f64], http: &[f64]| Scale {
-        raw_segments: raw.to_vec(),
-        http_segments: http.to_vec(),
-        ..Scale::default()
-    };
+    let at =
+        |rates: &[f64]| rates.iter().map(|&per_second| Segment { per_second, apiserver_cpu_per_1000: 1.2 }).collect();
+    let scale =
+        |raw: &[f64], http: &[f64]| Scale { raw_segments: at(raw), http_segments: at(http), ..Scale::default() };
     let calm = median_segment_ratio(&scale(&[700.0, 720.0, 710.0, 690.0], &[600.0, 610.0, 620.0, 590.0]));
     let episode = median_segment_ratio(&scale(&[700.0, 300.0, 710.0, 320.0, 720.0], &[600.0, 610.0, 620.0, 590.0]));
     assert_eq!(calm, Some(605.0 / 705.0));
     assert_eq!(episode, Some(605.0 / 700.0), "two slowed raw segments of five leave the median a calm one");
     assert_eq!(median_segment_ratio(&scale(&[], &[600.0])), None);
     assert_eq!(median_segment_ratio(&scale(&[700.0], &[])), None);
+
+    // The calm-segment ratio sets aside the segments whose API server CPU per Job doubled, of
+    // either kind, and counts them.
+    let segment = |per_second: f64, apiserver_cpu_per_1000: f64| Segment { per_second, apiserver_cpu_per_1000 };
+    let mixed = Scale {
+        raw_segments: vec![segment(800.0, 1.0), segment(400.0, 2.2), segment(780.0, 1.1), segment(820.0, 1.0)],
+        http_segments: vec![segment(720.0, 1.1), segment(350.0, 2.5), segment(300.0, 2.4), segment(740.0, 1.0)],
+        ..Scale::default()
+    };
+    assert_eq!(calm_segments(&mixed), (vec![800.0, 780.0, 820.0], vec![720.0, 740.0], 1, 2));
+    assert_eq!(calm_segment_ratio(&mixed), Some(730.0 / 800.0));
+    assert_eq!(calm_segment_ratio(&scale(&[700.0], &[])), None, "no HTTP segment, no figure");
 }
