@@ -13,7 +13,8 @@
 //! multiplies every count), BENCH_CONCURRENCIES (1,8,64), BENCH_PHASES
 //! (throughput,sqs,admission,resources,scale100k,watchers,order), BENCH_SQS_CONCURRENCY (extra
 //! SQS rows at these --sqs-concurrency values, e.g. "8"), BENCH_QUOTA_TIMEOUT_S (900),
-//! BENCH_LAUNCHER_LOG (info), BENCH_WRITE_DOCS (1).
+//! BENCH_LAUNCHER_LOG (info), BENCH_WRITE_DOCS (1), BENCH_SCALE_HTTP_AS_RAW (0; 1 is a
+//! diagnostic run: the scale phase's HTTP segments make raw creates instead).
 
 mod cluster;
 mod phases;
@@ -50,6 +51,10 @@ pub struct Settings {
     pub watch_jobs: usize,
     pub phases: Vec<String>,
     pub quota_timeout: Duration,
+    /// A diagnostic: the scale phase runs raw creates in its HTTP segments' places, with the
+    /// launcher started and idle as usual, to tell whether the control plane's slow episodes
+    /// follow the launches or the run's rhythm. Its launch-ratio rows then compare raw with raw.
+    pub scale_http_as_raw: bool,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -95,6 +100,7 @@ impl Settings {
                 .filter(|p| !p.is_empty())
                 .collect(),
             quota_timeout: Duration::from_secs(env_or("BENCH_QUOTA_TIMEOUT_S", 900u64)),
+            scale_http_as_raw: env_or("BENCH_SCALE_HTTP_AS_RAW", 0u8) == 1,
         }
     }
 

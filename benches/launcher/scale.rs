@@ -504,6 +504,9 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
     let segments_per_kind = SEGMENT_ORDER.iter().filter(|k| **k == Launches::Raw).count();
     scale.launches_per_run = per_segment * segments_per_kind;
     let pids = cluster::control_plane_pids();
+    if s.scale_http_as_raw {
+        note("  BENCH_SCALE_HTTP_AS_RAW=1: the HTTP segments make raw creates (a diagnostic run)");
+    }
     for run in 1..=s.heavy_runs {
         let create = raw_create(ns)?;
         let go_before = GoRuntime::read(client).await?;
@@ -525,6 +528,12 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
                     &mut raw,
                     &mut raw_runtime,
                     &mut scale.raw_segments,
+                ),
+                Launches::Http if s.scale_http_as_raw => (
+                    phases::measure(&pids, Some(&launcher), per_segment, c, create.clone()).await,
+                    &mut http,
+                    &mut http_runtime,
+                    &mut scale.http_segments,
                 ),
                 Launches::Http => (
                     phases::measure(&pids, Some(&launcher), per_segment, c, post.clone()).await,
