@@ -14,7 +14,9 @@
 //! (throughput,sqs,admission,resources,scale100k,watchers,order), BENCH_SQS_CONCURRENCY (extra
 //! SQS rows at these --sqs-concurrency values, e.g. "8"), BENCH_QUOTA_TIMEOUT_S (900),
 //! BENCH_LAUNCHER_LOG (info), BENCH_WRITE_DOCS (1), BENCH_SCALE_HTTP_AS_RAW (0; 1 is a
-//! diagnostic run: the scale phase's HTTP segments make raw creates instead).
+//! diagnostic run: the scale phase's HTTP segments make raw creates instead),
+//! BENCH_SCALE_WITHOUT_LAUNCHER (0; 1 is a diagnostic run: no launcher, raw creates in every
+//! segment).
 
 mod cluster;
 mod phases;
@@ -55,6 +57,9 @@ pub struct Settings {
     /// launcher started and idle as usual, to tell whether the control plane's slow episodes
     /// follow the launches or the run's rhythm. Its launch-ratio rows then compare raw with raw.
     pub scale_http_as_raw: bool,
+    /// A diagnostic: the scale phase starts no launcher and makes raw creates in every segment,
+    /// to tell whether the slow episodes follow the launcher's start-up (its list of the Jobs).
+    pub scale_without_launcher: bool,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -101,6 +106,7 @@ impl Settings {
                 .collect(),
             quota_timeout: Duration::from_secs(env_or("BENCH_QUOTA_TIMEOUT_S", 900u64)),
             scale_http_as_raw: env_or("BENCH_SCALE_HTTP_AS_RAW", 0u8) == 1,
+            scale_without_launcher: env_or("BENCH_SCALE_WITHOUT_LAUNCHER", 0u8) == 1,
         }
     }
 

@@ -507,16 +507,26 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
     if s.scale_http_as_raw {
         note("  BENCH_SCALE_HTTP_AS_RAW=1: the HTTP segments make raw creates (a diagnostic run)");
     }
+    if s.scale_without_launcher {
+        note("  BENCH_SCALE_WITHOUT_LAUNCHER=1: no launcher, raw creates in every segment (a diagnostic run)");
+    }
     for run in 1..=s.heavy_runs {
         let create = raw_create(ns)?;
         let go_before = GoRuntime::read(client).await?;
-        let launcher = Launcher::start(&ns.name, &[]).await?;
-        launcher.wait_ready(Duration::from_secs(300)).await?;
+        let launcher = if s.scale_without_launcher {
+            None
+        } else {
+            let launcher = Launcher::start(&ns.name, &[]).await?;
+            launcher.wait_ready(Duration::from_secs(300)).await?;
+            Some(launcher)
+        };
         let startup_runtime = GoRuntime::read(client).await?.since(&go_before);
-        let post = phases::post_op(&launcher, r#"{"template":"idle"}"#);
+        let post = launcher.as_ref().map(|l| phases::post_op(l, r#"{"template":"idle"}"#));
         closed_loop(c * 2, c, create.clone()).await;
-        closed_loop(c * 2, c, post.clone()).await;
-        let profiler = phases::Profiler::start(&launcher, c);
+        if let Some(post) = &post {
+            closed_loop(c * 2, c, post.clone()).await;
+        }
+        let profiler = launcher.as_ref().and_then(|l| phases::Profiler::start(l, c));
         // Each kind's segments, absorbed into one run (a default `Measured` is an empty run).
         let (mut raw, mut http) = (Measured::default(), Measured::default());
         let (mut raw_runtime, mut http_runtime) = (GoRuntime::default(), GoRuntime::default());
@@ -529,18 +539,15 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
                     &mut raw_runtime,
                     &mut scale.raw_segments,
                 ),
-                Launches::Http if s.scale_http_as_raw => (
-                    phases::measure(&pids, Some(&launcher), per_segment, c, create.clone()).await,
-                    &mut http,
-                    &mut http_runtime,
-                    &mut scale.http_segments,
-                ),
-                Launches::Http => (
-                    phases::measure(&pids, Some(&launcher), per_segment, c, post.clone()).await,
-                    &mut http,
-                    &mut http_runtime,
-                    &mut scale.http_segments,
-                ),
+                Launches::Http => {
+                    let measured = match &post {
+                        Some(post) if !s.scale_http_as_raw => {
+                            phases::measure(&pids, launcher.as_ref(), per_segment, c, post.clone()).await
+                        }
+                        _ => phases::measure(&pids, launcher.as_ref(), per_segment, c, create.clone()).await,
+                    };
+                    (measured, &mut http, &mut http_runtime, &mut scale.http_segments)
+                }
             };
             let cpu = |process: &str| measured.cpu_per_1000(process).unwrap_or(0.0);
             segments.push(Segment {
@@ -564,7 +571,9 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
         if let Some(p) = profiler {
             p.stop();
         }
-        launcher.stop().await;
+        if let Some(launcher) = launcher {
+            launcher.stop().await;
+        }
         let n = scale.launches_per_run;
         note(format!("  run {run}: raw creates c={c} with {} Jobs: {}", scale.large, raw.summary()));
         note(format!(
