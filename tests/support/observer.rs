@@ -181,6 +181,8 @@ impl JobObserver {
             if tokio::time::Instant::now() >= deadline {
                 panic!("timed out after {timeout:?} waiting for {what}; the watch saw {}", stats.summary());
             }
+            // The poll interval of `cluster::wait_until`, which this is with the stats in its
+            // panic: a wait for a condition, not a pause before an assertion.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
