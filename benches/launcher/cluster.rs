@@ -470,6 +470,49 @@ fn machine_busy_seconds() -> Option<f64> {
     Some(busy / clock_ticks())
 }
 
+/// Below this many busy cores over a window, the machine counts as quiet.
+const QUIET_CORES: f64 = 0.25;
+/// The windows `wait_quiet` reads the machine's CPU over, and how many in a row must be quiet.
+const QUIET_WINDOW: Duration = Duration::from_millis(500);
+const QUIET_WINDOWS: usize = 2;
+
+/// Waits until the whole machine has been quiet (under `QUIET_CORES` busy) for `QUIET_WINDOWS`
+/// windows in a row, so that a measurement does not carry the control plane's work on what the
+/// bench did before it (deleted Jobs and pods, a namespace going, a large list); at most
+/// `timeout`.
+pub async fn wait_quiet(timeout: Duration) -> Quiet {
+    let started = Instant::now();
+    let mut quiet_in_a_row = 0;
+    let mut before = machine_busy_seconds();
+    while started.elapsed() < timeout {
+        tokio::time::sleep(QUIET_WINDOW).await;
+        let now = machine_busy_seconds();
+        let busy_cores = match (before, now) {
+            (Some(b), Some(n)) => (n - b) / QUIET_WINDOW.as_secs_f64(),
+            _ => return Quiet { waited: started.elapsed(), quiet: false },
+        };
+        before = now;
+        quiet_in_a_row = if busy_cores < QUIET_CORES { quiet_in_a_row + 1 } else { 0 };
+        if quiet_in_a_row == QUIET_WINDOWS {
+            return Quiet { waited: started.elapsed(), quiet: true };
+        }
+    }
+    Quiet { waited: started.elapsed(), quiet: false }
+}
+
+/// What `wait_quiet` found: how long it waited, and whether the machine went quiet.
+pub struct Quiet {
+    pub waited: Duration,
+    pub quiet: bool,
+}
+
+impl std::fmt::Display for Quiet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.quiet { "quiet" } else { "still busy" };
+        write!(f, "the machine was {state} after {:.1} s", self.waited.as_secs_f64())
+    }
+}
+
 /// CPU seconds of every process in `pids`, and of the machine as a whole (`machine`).
 pub fn cpu_snapshot(pids: &BTreeMap<&'static str, u32>) -> BTreeMap<&'static str, f64> {
     let mut out: BTreeMap<&'static str, f64> = pids.iter().filter_map(|(n, p)| Some((*n, cpu_seconds(*p)?))).collect();

@@ -92,6 +92,10 @@ impl Launcher {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
+        if own_session() && session_of(pid) != Some(pid) {
+            let _ = child.kill();
+            return Err(format!("the launcher (pid {pid}) is not in a session of its own").into());
+        }
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
@@ -177,27 +181,47 @@ impl Launcher {
     }
 }
 
-/// The command that runs the launcher: the binary, or BENCH_LAUNCHER_WRAP around it.
+/// Whether the launcher runs in a session of its own (the default), as `hack/procs.sh` runs
+/// every process of the local control plane, rather than in the bench's.
+///
+/// The kernel's autogroup scheduling (on where `/proc/sys/kernel/sched_autogroup_enabled` is 1,
+/// as here) shares the cores fairly between sessions before it shares them between threads. In
+/// the bench's session the launcher shared one session's share with the bench's load clients
+/// and its 1,000 stream readers, while the API server, etcd and the controller manager had one
+/// each; in a cluster it has a container's CPU share of its own. `BENCH_LAUNCHER_SESSION=bench`
+/// runs it the old way, to measure the difference (docs/benchmarks.md).
+pub fn own_session() -> bool {
+    std::env::var("BENCH_LAUNCHER_SESSION").map_or(true, |v| v != "bench")
+}
+
+/// The command that runs the launcher: the binary, or BENCH_LAUNCHER_WRAP around it, under
+/// `setsid` unless [`own_session`] says otherwise. (`setsid` execs in place, keeping the pid the
+/// bench reads `/proc` with: a child spawned here is not a process group leader.)
 fn command() -> Command {
     // BENCH_LAUNCHER_ENV: `NAME=value` pairs (space-separated) for the launcher only, e.g.
     // allocator settings. BENCH_LAUNCHER_WRAP: a command to run it under (a profiler); the
     // figures that read /proc then describe the wrapper, so use it for profiles only.
-    let wrap: Vec<String> =
+    let mut program: Vec<String> =
         std::env::var("BENCH_LAUNCHER_WRAP").unwrap_or_default().split_whitespace().map(String::from).collect();
-    let mut command = match wrap.split_first() {
-        Some((program, rest)) => {
-            let mut c = Command::new(program);
-            c.args(rest).arg(binary());
-            c
-        }
-        None => Command::new(binary()),
-    };
+    program.push(binary());
+    if own_session() {
+        program.insert(0, "setsid".into());
+    }
+    let mut command = Command::new(&program[0]);
+    command.args(&program[1..]);
     for pair in std::env::var("BENCH_LAUNCHER_ENV").unwrap_or_default().split_whitespace() {
         if let Some((k, v)) = pair.split_once('=') {
             command.env(k, v);
         }
     }
     command
+}
+
+/// The session id of process `pid` (the sixth field of `/proc/<pid>/stat`, counted after the
+/// command name, which may hold spaces).
+fn session_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Reads the launcher's JSON log until it closes: the start-up moments and what went wrong.

@@ -511,6 +511,9 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
         note("  BENCH_SCALE_WITHOUT_LAUNCHER=1: no launcher, raw creates in every segment (a diagnostic run)");
     }
     for run in 1..=s.heavy_runs {
+        // The previous run's deleted Jobs, or the reads before the first run, can keep the
+        // control plane busy for a while after the bench has stopped waiting for them.
+        note(format!("  run {run}: {}", cluster::wait_quiet(QUIET_TIMEOUT).await));
         let create = raw_create(ns)?;
         let go_before = GoRuntime::read(client).await?;
         let launcher = if s.scale_without_launcher {
@@ -531,6 +534,11 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
         let (mut raw, mut http) = (Measured::default(), Measured::default());
         let (mut raw_runtime, mut http_runtime) = (GoRuntime::default(), GoRuntime::default());
         for kind in SEGMENT_ORDER {
+            // Each segment starts from a quiet machine too, not on the last one's tail.
+            let quiet = cluster::wait_quiet(QUIET_TIMEOUT).await;
+            if !quiet.quiet {
+                note(format!("    {quiet}"));
+            }
             let go_before = GoRuntime::read(client).await?;
             let (measured, total, runtime, segments) = match kind {
                 Launches::Raw => (
@@ -597,6 +605,9 @@ async fn measure_launches(client: &Client, s: &Settings, ns: &BenchNamespace, sc
     }
     Ok(())
 }
+
+/// How long a launch run waits for the machine to go quiet before it starts.
+const QUIET_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The launcher instance the raw creates' Jobs belong to.
 const RAW_INSTANCE: &str = "bench-raw";

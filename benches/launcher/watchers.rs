@@ -348,6 +348,8 @@ async fn open_streams(launcher: &Launcher, n: usize) -> BenchResult<Vec<reqwest:
 pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
     let (streams, jobs) = (s.watch_streams, s.watch_jobs);
     let ns = BenchNamespace::create(client, "watchers").await?;
+    // The phase before may have left the control plane work (a namespace's pods going).
+    note(format!("[watchers] {}", cluster::wait_quiet(Duration::from_secs(120)).await));
     let versions = VersionWatch::start(client, &ns.name).await?;
     let args = ["--max-streams".to_string(), (streams + 64).to_string()];
     let launcher = Launcher::start(&ns.name, &args).await?;
