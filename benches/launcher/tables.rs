@@ -660,8 +660,8 @@ impl Report {
                 one(w.streamed_run_queue.mean_wait_us()),
             ),
         ]);
-        if let Some((delays, pass)) = &w.prioritised {
-            let label = |what: &str| format!("again, the launcher at nice {}: {what}", crate::watchers::PRIORITY);
+        if let Some((delays, pass)) = &w.own_core {
+            let label = |what: &str| format!("again, the launcher alone on a core: {what}");
             self.rows.extend([
                 Row::new(sec, label("launcher's delay p50"), "ms", one(delays.quantile(0.5) * 1e3)),
                 Row::new(sec, label("launcher's delay p99"), "ms", one(delays.quantile(0.99) * 1e3)),
@@ -697,8 +697,8 @@ impl Report {
                 "delay_max_ms": stats::percentile(&w.delays_ms, 100.0),
                 "launcher_delay_buckets": ld.buckets.iter().map(|(le, n)| json!([if le.is_finite() { json!(le) } else { json!("+Inf") }, n])).collect::<Vec<_>>(),
                 "launcher_delay_p50_ms": ld.quantile(0.5) * 1e3, "launcher_delay_p99_ms": ld.quantile(0.99) * 1e3,
-                "prioritised": w.prioritised.as_ref().map(|(d, pass)| json!({
-                    "nice": crate::watchers::PRIORITY, "delay_p50_ms": d.quantile(0.5) * 1e3,
+                "own_core": w.own_core.as_ref().map(|(d, pass)| json!({
+                    "launcher_core": crate::watchers::LAUNCHER_CORE, "delay_p50_ms": d.quantile(0.5) * 1e3,
                     "delay_p99_ms": d.quantile(0.99) * 1e3, "within_50ms": d.share_within(0.05), "cpu_s": pass.cpu,
                     "launcher_waited_s": pass.launcher_run_queue.waited_s, "launcher_runs": pass.launcher_run_queue.runs,
                 })),

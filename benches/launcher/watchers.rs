@@ -261,9 +261,9 @@ pub struct Watchers {
     pub launcher_delays: Histogram,
     /// How the launcher's threads waited for a core over those launches.
     pub streamed_run_queue: cluster::RunQueue,
-    /// The same for a second pass of launches with the launcher's threads at a higher priority,
-    /// and that pass's CPU and wait for a core.
-    pub prioritised: Option<(Histogram, Pass)>,
+    /// The same for a second pass of launches with a core kept for the launcher, and that
+    /// pass's CPU and wait for a core.
+    pub own_core: Option<(Histogram, Pass)>,
     pub unmatched: u64,
 }
 
@@ -378,17 +378,18 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
     let streamed_s = streamed_started.elapsed().as_secs_f64();
     let launcher_delays = read_launcher_delays(&launcher).await?.since(&delays_before);
     let first_pass_until = Instant::now();
-    // The same again with the launcher's threads first in line for a core: what of its delay is
-    // waiting for a core the other processes hold.
-    let prioritised = match prioritise(launcher.pid) {
-        Ok(()) => {
-            note(format!("[watchers] {jobs} more launches, the launcher at nice {PRIORITY}"));
+    // The same again with a core kept for the launcher: what of its delay is waiting for a core
+    // the other processes hold.
+    let own_core = match OwnCore::give(launcher.pid) {
+        Ok(pinned) => {
+            note(format!("[watchers] {jobs} more launches, the launcher alone on core {LAUNCHER_CORE}"));
             let before = read_launcher_delays(&launcher).await?;
-            let pass = launch_and_settle(&launcher, jobs, &versions, &total).await?;
-            Some((read_launcher_delays(&launcher).await?.since(&before), pass))
+            let pass = launch_and_settle(&launcher, jobs, &versions, &total).await;
+            drop(pinned);
+            Some((read_launcher_delays(&launcher).await?.since(&before), pass?))
         }
         Err(e) => {
-            note(format!("  not run with the launcher prioritised: {e}"));
+            note(format!("  not run with a core kept for the launcher: {e}"));
             None
         }
     };
@@ -414,7 +415,7 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
         streamed_cpu: streamed.cpu,
         streamed_s,
         launcher_delays,
-        prioritised,
+        own_core,
         ..Watchers::default()
     };
     tally(&mut w, &versions, (launched_from, first_pass_until), &outcomes);
@@ -423,18 +424,50 @@ pub async fn watchers(client: &Client, s: &Settings) -> BenchResult<Watchers> {
     Ok(w)
 }
 
-/// The niceness the second pass gives the launcher's threads (root only).
-pub const PRIORITY: i32 = -10;
+/// The core the second pass keeps for the launcher; every other process of the run gets the
+/// others.
+pub const LAUNCHER_CORE: usize = 1;
 
-/// Renices every thread of `pid` (niceness is per thread on Linux; threads made later inherit
-/// it from the one that makes them).
-fn prioritise(pid: u32) -> BenchResult<()> {
-    let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))?
-        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
-        .collect();
-    let out = std::process::Command::new("renice").args(["-n", &PRIORITY.to_string(), "-p"]).args(&tids).output()?;
-    if !out.status.success() {
-        return Err(format!("renice: {}", String::from_utf8_lossy(&out.stderr).trim()).into());
+/// While alive, the launcher's threads run on `LAUNCHER_CORE` only and every thread of the
+/// control plane and of the bench on the other cores; dropped, every process may use every core
+/// again. (Threads made later inherit the affinity of the thread that makes them.)
+struct OwnCore {
+    pids: Vec<u32>,
+    all: String,
+}
+
+impl OwnCore {
+    fn give(launcher: u32) -> BenchResult<Self> {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        if cores <= LAUNCHER_CORE {
+            return Err(format!("the machine has {cores} core(s)").into());
+        }
+        let others: Vec<u32> = cluster::control_plane_pids().into_values().chain([std::process::id()]).collect();
+        let all = format!("0-{}", cores - 1);
+        let rest = (0..cores).filter(|c| *c != LAUNCHER_CORE).map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        let pinned = Self { pids: others.iter().copied().chain([launcher]).collect(), all };
+        // On an error `pinned` is dropped, which gives every process every core again.
+        pin(&others, &rest)?;
+        pin(&[launcher], &LAUNCHER_CORE.to_string())?;
+        Ok(pinned)
+    }
+}
+
+impl Drop for OwnCore {
+    fn drop(&mut self) {
+        if let Err(e) = pin(&self.pids, &self.all) {
+            note(format!("  could not give the processes every core again: {e}"));
+        }
+    }
+}
+
+/// Sets the CPU affinity of every thread of each of `pids` to `cpus` (a `taskset` list).
+fn pin(pids: &[u32], cpus: &str) -> BenchResult<()> {
+    for pid in pids {
+        let out = std::process::Command::new("taskset").args(["-a", "-p", "-c", cpus, &pid.to_string()]).output()?;
+        if !out.status.success() {
+            return Err(format!("taskset {pid}: {}", String::from_utf8_lossy(&out.stderr).trim()).into());
+        }
     }
     Ok(())
 }
