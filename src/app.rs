@@ -461,7 +461,8 @@ impl Application {
             "admin listener",
             http::server::serve(self.admin_listener, admin_router, limits, None, stopped()),
         );
-        tracing::info!(api = %api_addr, admin = %admin_addr, "serving");
+        let worker_threads = tokio::runtime::Handle::current().metrics().num_workers();
+        tracing::info!(api = %api_addr, admin = %admin_addr, worker_threads, "serving");
 
         let mut shutdown = std::pin::pin!(shutdown);
         let outcome = tokio::select! {

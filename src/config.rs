@@ -39,6 +39,19 @@ pub struct ServeArgs {
     pub admission: AdmissionArgs,
     #[command(flatten)]
     pub notify: NotifyArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Runtime")]
+pub struct RuntimeArgs {
+    /// Threads that run the launcher's work (HTTP, watches, SQS, streams). One suits a launcher
+    /// with a core or less: with more, the threads wake each other for each request, and a launch
+    /// costs about a quarter more CPU (docs/benchmarks.md). Raise it only with several cores of
+    /// the launcher's own and a CPU use that stays near one core.
+    #[arg(long, env = "JOB_LAUNCHER_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -144,7 +144,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // The server's thread count is its flag's; the CLI's commands keep tokio's default.
+    if let Command::Serve(args) = &cli.command {
+        runtime.worker_threads(usize::from(args.runtime.worker_threads));
+    }
+    match runtime.enable_all().build() {
         Ok(runtime) => runtime.block_on(run(cli)),
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
@@ -252,6 +257,12 @@ mod tests {
         let cli = parse_from(&["serve", "--template-configmap", "a,b"]).expect("parse");
         let Command::Serve(args) = cli.command else { panic!("serve") };
         assert_eq!(args.templates.config_maps, vec!["a", "b"]);
+        assert_eq!(args.runtime.worker_threads, 1, "one worker thread unless asked");
+        let cli = parse_from(&["serve", "--worker-threads", "4"]).expect("parse");
+        assert!(matches!(cli.command, Command::Serve(a) if a.runtime.worker_threads == 4));
+        for bad in ["0", "many"] {
+            assert!(parse_from(&["serve", "--worker-threads", bad]).is_err(), "--worker-threads {bad}");
+        }
         let cli = parse_from(&["get", "some-job"]).expect("parse");
         assert!(matches!(cli.command, Command::Client(c) if matches!(*c, ClientCommand::Get(_))));
         let cli = parse_from(&["--server", "http://h:1", "get", "some-job", "-o", "json"]).expect("parse");
