@@ -355,7 +355,16 @@ pub async fn all_events(State(state): State<AppState>, query: QueryPairs) -> Res
     };
     let slot = state.stream_slots.take()?;
     let events = state.launcher.jobs().events().subscribe();
-    let step = move |_: &mut (), received: Result<Arc<StreamEvent>, broadcast::error::RecvError>| match received {
+    Ok(event_stream(stream_loop(Vec::new(), false, events, state.stop.clone(), slot, (), all_jobs_step(filter))))
+}
+
+/// What a stream of all Jobs does with each event: passes the changes `filter` matches and the
+/// queue's; a reader that fell behind the channel is cut with an `end` event that says so,
+/// rather than buffered without bound or left to miss changes unawares.
+fn all_jobs_step(
+    filter: EventFilter,
+) -> impl FnMut(&mut (), Result<Arc<StreamEvent>, broadcast::error::RecvError>) -> Next + Send + 'static {
+    move |_, received| match received {
         Ok(event) => match &*event {
             StreamEvent::Job { view, frame, .. } if filter.matches(view) => Next::Send(frame.clone()),
             StreamEvent::Queue { frame } => Next::Send(frame.clone()),
@@ -366,8 +375,7 @@ pub async fn all_events(State(state): State<AppState>, query: QueryPairs) -> Res
             &format!("this reader fell {missed} events behind and was cut off; list the Jobs again and reconnect"),
         )),
         Err(broadcast::error::RecvError::Closed) => Next::End,
-    };
-    Ok(event_stream(stream_loop(Vec::new(), false, events, state.stop.clone(), slot, (), step)))
+    }
 }
 
 /// Once a second, sends the queue's figures to the streams if they changed, until `stop`.
@@ -507,6 +515,34 @@ mod tests {
         assert_eq!(delay.count(), 4);
         let waited = (PACE - ms(1)) + (PACE - ms(2));
         assert!((delay.sum() - waited.as_secs_f64()).abs() < 1e-6, "b and c count their wait: {}", delay.sum());
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_fell_behind_the_channel_is_cut_with_an_end_event_that_says_so() {
+        use futures::StreamExt;
+        let (sender, events) = broadcast::channel::<Arc<StreamEvent>>(2);
+        let (_stop_tx, stop) = watch::channel(false);
+        // Four events into a channel of two before the stream reads: it has missed two.
+        for n in 0..4u8 {
+            sender.send(Arc::new(StreamEvent::Queue { frame: Bytes::from(vec![b'a' + n]) })).expect("send");
+        }
+        let stream = stream_loop(
+            Vec::new(),
+            false,
+            events,
+            stop,
+            slot(Histogram::new([1.0])),
+            (),
+            all_jobs_step(EventFilter::default()),
+        );
+        // With the sender gone, a stream that did not cut would pass on what it still holds
+        // and end: the test fails on what it got instead of waiting.
+        drop(sender);
+        let chunks: Vec<Bytes> = stream.map(|c| c.expect("infallible")).collect().await;
+        let [end] = chunks.as_slice() else { panic!("one frame, the end: {chunks:?}") };
+        let text = std::str::from_utf8(end).expect("utf-8");
+        assert!(text.starts_with("event: end\ndata: {"), "{text}");
+        assert!(text.contains(r#""reason":"too-slow""#) && text.contains("fell 2 events behind"), "{text}");
     }
 
     #[test]
